@@ -1,0 +1,166 @@
+//! The model card: the JSON file beside a model's safetensors weights that
+//! says what the weights are (architecture, vocabulary, noise schedule), how
+//! they were trained and how well they do.
+
+use serde::{Deserialize, Serialize};
+
+use crate::vocab::Vocabulary;
+
+/// Format tag written into every card; a card with another tag is refused.
+pub const CARD_FORMAT: &str = "cantor-score-network/1";
+
+/// Shape of the score network (see `network.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkConfig {
+    /// Channels of the residual stream.
+    pub hidden: usize,
+    /// Taps of each temporal convolution (odd).
+    pub kernel: usize,
+    /// Dilation of each residual block, in 16th-note steps.
+    pub dilations: Vec<usize>,
+    /// Fourier features of log σ fed to the noise embedding (even).
+    pub sigma_features: usize,
+}
+
+impl NetworkConfig {
+    /// Steps each side of a cell that the network can see.
+    pub fn receptive_field(&self) -> usize {
+        self.dilations.iter().map(|d| d * (self.kernel / 2)).sum()
+    }
+
+    /// A network small enough for tests.
+    pub fn tiny() -> NetworkConfig {
+        NetworkConfig {
+            hidden: 16,
+            kernel: 3,
+            dilations: vec![1, 2],
+            sigma_features: 4,
+        }
+    }
+}
+
+/// Geometric noise levels between `sigma_max` and `sigma_min`: the network is
+/// trained on σ drawn log-uniformly from that interval, so any number of
+/// levels can be used when sampling.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseSchedule {
+    pub sigma_max: f32,
+    pub sigma_min: f32,
+}
+
+impl NoiseSchedule {
+    /// `n` levels from σ_max down to σ_min, geometrically spaced.
+    pub fn levels(&self, n: usize) -> Vec<f32> {
+        match n {
+            0 => Vec::new(),
+            1 => vec![self.sigma_min],
+            _ => {
+                let ratio = (self.sigma_min / self.sigma_max).ln() / (n - 1) as f32;
+                (0..n)
+                    .map(|i| self.sigma_max * (ratio * i as f32).exp())
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Default sampler settings the card recommends (chosen by `trainer bench`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamplingDefaults {
+    pub levels: usize,
+    pub steps_per_level: usize,
+    pub step_size: f32,
+    pub temperature: f32,
+}
+
+impl Default for SamplingDefaults {
+    fn default() -> Self {
+        SamplingDefaults {
+            levels: 40,
+            steps_per_level: 1,
+            step_size: 0.5,
+            temperature: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Always [`CARD_FORMAT`].
+    pub format: String,
+    pub name: String,
+    pub architecture: NetworkConfig,
+    pub vocabulary: Vocabulary,
+    pub noise: NoiseSchedule,
+    #[serde(default)]
+    pub sampling: SamplingDefaults,
+    /// Training record: data, split, steps, losses (free-form).
+    #[serde(default)]
+    pub training: serde_json::Value,
+    /// Evaluation results (free-form, written by `trainer eval`).
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+impl ModelCard {
+    pub fn new(name: &str, architecture: NetworkConfig, vocabulary: Vocabulary, noise: NoiseSchedule) -> ModelCard {
+        ModelCard {
+            format: CARD_FORMAT.to_string(),
+            name: name.to_string(),
+            architecture,
+            vocabulary,
+            noise,
+            sampling: SamplingDefaults::default(),
+            training: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+        }
+    }
+
+    /// Checks the card's own numbers make sense, before any tensor is read.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != CARD_FORMAT {
+            return Err(format!(
+                "card format is '{}', expected '{CARD_FORMAT}'",
+                self.format
+            ));
+        }
+        let a = &self.architecture;
+        if a.hidden == 0 || a.kernel % 2 == 0 || a.dilations.is_empty() || a.sigma_features % 2 == 1 {
+            return Err(format!(
+                "architecture {a:?} is invalid: hidden > 0, odd kernel, at least one block and an even number of sigma features are needed"
+            ));
+        }
+        if a.dilations.contains(&0) {
+            return Err("architecture has a block with dilation 0".into());
+        }
+        if !(self.noise.sigma_max > self.noise.sigma_min && self.noise.sigma_min > 0.0) {
+            return Err(format!(
+                "noise schedule σ_max={} σ_min={} must satisfy σ_max > σ_min > 0",
+                self.noise.sigma_max, self.noise.sigma_min
+            ));
+        }
+        for (voice, range) in crate::grid::Voice::ALL.iter().zip(&self.vocabulary.ranges) {
+            if range.lowest > range.highest || range.highest > 127 {
+                return Err(format!("vocabulary range of the {voice} ({range:?}) is invalid"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_geometric_and_end_at_the_bounds() {
+        let s = NoiseSchedule {
+            sigma_max: 10.0,
+            sigma_min: 0.1,
+        };
+        let levels = s.levels(3);
+        assert!((levels[0] - 10.0).abs() < 1e-5);
+        assert!((levels[1] - 1.0).abs() < 1e-5);
+        assert!((levels[2] - 0.1).abs() < 1e-6);
+    }
+}

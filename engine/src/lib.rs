@@ -1,0 +1,27 @@
+//! # cantor-engine
+//!
+//! Cantor's musical brain: the 16th-note score grid, MIDI / MusicXML / JSB
+//! input and output, the noise-conditional score network, the annealed
+//! Langevin and Gibbs samplers with inpainting and constraints, and the
+//! metrics that judge what they write. It knows nothing of plugins, threads
+//! or GUIs, so the CLI, the trainer, the plugin and the tests all drive the
+//! same code.
+
+pub mod card;
+pub mod constraints;
+pub mod error;
+pub mod grid;
+pub mod mask;
+pub mod model;
+pub mod network;
+pub mod sampler;
+pub mod vocab;
+
+pub use card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
+pub use constraints::{Constraints, Key, Mode};
+pub use error::{CantorError, Result};
+pub use grid::{Note, Score, TimeSignature, Token, Voice};
+pub use mask::{Mask, MaskRegion};
+pub use model::ScoreModel;
+pub use sampler::{generate, Generation, Problem, SamplerKind, SamplerSettings};
+pub use vocab::{VoiceRange, Vocabulary};

@@ -1,0 +1,514 @@
+//! Samplers: annealed Langevin dynamics with inpainting, and a Gibbs-style
+//! sampler driven by the same network's Tweedie denoiser.
+//!
+//! Both fill the free cells of a [`Problem`] and never touch a known cell.
+//! Constraints act at every step: forbidden tokens get a −∞ logit bias, so
+//! the denoiser — and with it the score — is the constrained posterior.
+//!
+//! Langevin (Song & Ermon 2019, Alg. 1), per noise level σᵢ and step:
+//!   x ← x + α/2·s(x, σᵢ) + √(α·τ)·z,   α = step_size·σᵢ²
+//! With one step per level it uses consistent annealed sampling
+//! (Jolicoeur-Martineau et al. 2021), which keeps x at exactly noise level
+//! σᵢ₊₁ after each step:
+//!   x ← (1−η)·x + η·D(x, σᵢ) + √(τ(σᵢ₊₁² − (1−η)²σᵢ²))·z
+//! Known cells are clamped to their noised values y + σz at every step, a
+//! final denoising step gives D(x, σ_min), and each free cell decodes to its
+//! most probable allowed token.
+//!
+//! Gibbs (as Coconet's blocked Gibbs): at σ_max the noisy input carries no
+//! information, so D gives p(token | all other known cells); each step
+//! resamples an annealed random block of free cells from it.
+
+use std::ops::ControlFlow;
+
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::card::SamplingDefaults;
+use crate::constraints::Constraints;
+use crate::error::{CantorError, Result};
+use crate::grid::{Score, Token, Voice, VOICES};
+use crate::mask::Mask;
+use crate::model::ScoreModel;
+use crate::network::{conditioning, known_channels, one_hot};
+use crate::vocab::{Vocabulary, HOLD_INDEX};
+
+/// Logit added to forbidden tokens: far below any real logit, finite so that
+/// a fully forbidden block still normalises.
+const FORBIDDEN_LOGIT: f32 = -1.0e4;
+
+/// What to generate: a score whose free cells the sampler writes.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// Known cells hold their values; free cells' contents are ignored.
+    pub score: Score,
+    pub mask: Mask,
+    pub constraints: Constraints,
+}
+
+impl Problem {
+    /// A problem over `score`; notes whose onset is free are freed whole.
+    pub fn new(score: Score, mut mask: Mask, constraints: Constraints) -> Result<Problem> {
+        if score.is_empty() {
+            return Err(CantorError::input("nothing to work on: the piece is empty"));
+        }
+        if mask.len() != score.len() {
+            return Err(CantorError::input(format!(
+                "mask covers {} steps but the piece has {}",
+                mask.len(),
+                score.len()
+            )));
+        }
+        mask.cover_note_tails(&score);
+        Ok(Problem {
+            score,
+            mask,
+            constraints,
+        })
+    }
+
+    /// Checks every known note fits the model's vocabulary.
+    pub fn check_vocabulary(&self, vocab: &Vocabulary) -> Result<()> {
+        for (step, cell) in self.score.cells().iter().enumerate() {
+            for voice in Voice::ALL {
+                if self.mask.is_free(step, voice) {
+                    continue;
+                }
+                if let Token::Pitch(p) = cell[voice.index()] {
+                    if !vocab.range(voice).contains(p) {
+                        return Err(CantorError::input(format!(
+                            "{}: the {voice} has {}, outside the model's {voice} range {}",
+                            self.score.describe_step(step),
+                            crate::grid::pitch_name(p),
+                            vocab.range(voice)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    Langevin,
+    Gibbs,
+}
+
+impl SamplerKind {
+    pub fn parse(text: &str) -> Result<SamplerKind> {
+        match text {
+            "langevin" => Ok(SamplerKind::Langevin),
+            "gibbs" => Ok(SamplerKind::Gibbs),
+            other => Err(CantorError::input(format!(
+                "unknown sampler '{other}': use langevin or gibbs"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerSettings {
+    pub kind: SamplerKind,
+    /// Noise levels from σ_max to σ_min.
+    pub levels: usize,
+    /// Langevin steps per level; 1 selects consistent annealed sampling.
+    pub steps_per_level: usize,
+    /// Langevin: α = step_size·σ² (classic) or η = step_size (consistent).
+    pub step_size: f32,
+    /// Scales the injected noise's variance (Langevin) or sharpens the
+    /// conditionals as p^(1/τ) (Gibbs). 1 is the model's own distribution.
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+impl SamplerSettings {
+    pub fn from_defaults(defaults: &SamplingDefaults) -> SamplerSettings {
+        SamplerSettings {
+            kind: SamplerKind::Langevin,
+            levels: defaults.levels,
+            steps_per_level: defaults.steps_per_level,
+            step_size: defaults.step_size,
+            temperature: defaults.temperature,
+            seed: 0,
+        }
+    }
+
+    /// Network evaluations one run costs; the Gibbs sampler is given the same
+    /// number, so the two compare at equal cost.
+    pub fn network_evals(&self) -> usize {
+        if self.steps_per_level <= 1 {
+            self.levels.max(1)
+        } else {
+            self.levels * self.steps_per_level + 1
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.levels == 0 {
+            return Err(CantorError::input("at least one noise level is needed"));
+        }
+        if !(self.step_size > 0.0 && self.step_size <= 1.0) {
+            return Err(CantorError::input(format!(
+                "step size {} must be in (0, 1]",
+                self.step_size
+            )));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(CantorError::input(format!(
+                "temperature {} must be positive",
+                self.temperature
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Progress report after each noise level (Langevin) or Gibbs step.
+pub struct AnnealingFrame<'a> {
+    pub level: usize,
+    pub levels: usize,
+    pub sigma: f32,
+    /// The piece as it would decode now, when the observer asked for it.
+    pub preview: Option<&'a Score>,
+}
+
+/// Watches a run level by level; can cancel it between levels.
+pub trait Observer {
+    /// Whether frames should carry a decoded preview (costs a decode, not a
+    /// network evaluation).
+    fn wants_preview(&self) -> bool {
+        false
+    }
+
+    /// Called after each level; `Break` cancels the run.
+    fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()>;
+}
+
+/// Observes nothing and never cancels.
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn on_level(&mut self, _frame: &AnnealingFrame) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub score: Score,
+    pub network_evals: usize,
+}
+
+/// Fills the free cells of `problem`. A cancelled run (the observer returned
+/// `Break`) ends with [`CantorError::Cancelled`].
+pub fn generate(
+    model: &ScoreModel,
+    problem: &Problem,
+    settings: &SamplerSettings,
+    observer: &mut dyn Observer,
+) -> Result<Generation> {
+    settings.check()?;
+    problem.check_vocabulary(&model.card.vocabulary)?;
+    let mut run = Run::new(model, problem, settings)?;
+    let score = match settings.kind {
+        SamplerKind::Langevin => run.langevin(observer)?,
+        SamplerKind::Gibbs => run.gibbs(observer)?,
+    };
+    Ok(Generation {
+        score,
+        network_evals: run.evals,
+    })
+}
+
+/// Tensors and state shared by the steps of one run.
+struct Run<'a> {
+    model: &'a ScoreModel,
+    problem: &'a Problem,
+    settings: &'a SamplerSettings,
+    device: Device,
+    steps: usize,
+    channels: usize,
+    /// Known cells' clean one-hot values, zero where free.
+    values: Tensor,
+    /// 1 on the channels of known cells.
+    known: Tensor,
+    /// 1 on the channels of free cells.
+    free: Tensor,
+    conditioning: Tensor,
+    logit_bias: Tensor,
+    /// Per voice, which tokens free cells may take.
+    allowed: [Vec<bool>; VOICES],
+    rng: ChaCha8Rng,
+    evals: usize,
+}
+
+impl<'a> Run<'a> {
+    fn new(model: &'a ScoreModel, problem: &'a Problem, settings: &'a SamplerSettings) -> Result<Run<'a>> {
+        let vocab = &model.card.vocabulary;
+        let device = model.device().clone();
+        let steps = problem.score.len();
+        let channels = vocab.total_size();
+        let known_host = known_channels(&problem.mask, vocab);
+        let values_host: Vec<f32> = one_hot(&problem.score, vocab)
+            .iter()
+            .zip(&known_host)
+            .map(|(v, k)| v * k)
+            .collect();
+        let free_host: Vec<f32> = known_host.iter().map(|k| 1.0 - k).collect();
+        let allowed = problem.constraints.allowed_indices(vocab);
+        let bias_host = logit_bias(&problem.mask, &allowed, vocab);
+        let shape = (1, steps, channels);
+        let cond = conditioning(&problem.score, &problem.mask, vocab);
+        let cond_width = cond.len() / steps;
+        Ok(Run {
+            model,
+            problem,
+            settings,
+            steps,
+            channels,
+            values: Tensor::from_vec(values_host, shape, &device)?,
+            known: Tensor::from_vec(known_host, shape, &device)?,
+            free: Tensor::from_vec(free_host, shape, &device)?,
+            conditioning: Tensor::from_vec(cond, (1, steps, cond_width), &device)?,
+            logit_bias: Tensor::from_vec(bias_host, shape, &device)?,
+            allowed,
+            rng: ChaCha8Rng::seed_from_u64(settings.seed),
+            device,
+            evals: 0,
+        })
+    }
+
+    fn gaussian(&mut self) -> Result<Tensor> {
+        let n = self.steps * self.channels;
+        let data: Vec<f32> = (0..n).map(|_| self.rng.sample(StandardNormal)).collect();
+        Ok(Tensor::from_vec(data, (1, self.steps, self.channels), &self.device)?)
+    }
+
+    fn denoise(&mut self, x: &Tensor, sigma: f32) -> Result<Tensor> {
+        self.evals += 1;
+        Ok(self
+            .model
+            .network()
+            .denoise(x, &self.conditioning, &[sigma], Some(&self.logit_bias))?)
+    }
+
+    /// Free cells keep `x`; known cells become y + σz.
+    fn clamp_known(&mut self, x: &Tensor, sigma: f32) -> Result<Tensor> {
+        let noise = (self.gaussian()? * sigma as f64)?;
+        let noised = (&self.values + noise)?;
+        Ok(((x * &self.free)? + (noised * &self.known)?)?)
+    }
+
+    fn langevin(&mut self, observer: &mut dyn Observer) -> Result<Score> {
+        let s = self.settings;
+        let sigmas = self.model.card.noise.levels(s.levels);
+        let tau = s.temperature as f64;
+        let start = (self.gaussian()? * sigmas[0] as f64)?;
+        let mut x = self.clamp_known(&start, sigmas[0])?;
+        let consistent = s.steps_per_level <= 1;
+        let stages = if consistent { sigmas.len() - 1 } else { sigmas.len() };
+        for level in 0..stages {
+            let sigma = sigmas[level];
+            let denoised = if consistent {
+                let next = sigmas[level + 1];
+                // η must be large enough to shed the excess noise in one step.
+                let eta = s.step_size.max(1.0 - next / sigma) as f64;
+                let d = self.denoise(&x, sigma)?;
+                let keep = (1.0 - eta) * sigma as f64;
+                let noise = (tau * (next as f64 * next as f64 - keep * keep).max(0.0)).sqrt();
+                x = ((&x * (1.0 - eta))? + (&d * eta)? + (self.gaussian()? * noise)?)?;
+                x = self.clamp_known(&x, next)?;
+                d
+            } else {
+                let alpha = s.step_size as f64 * (sigma as f64).powi(2);
+                let mut last = None;
+                for _ in 0..s.steps_per_level {
+                    let d = self.denoise(&x, sigma)?;
+                    let score = ((&d - &x)? / (sigma as f64).powi(2))?;
+                    x = ((&x + (score * (alpha / 2.0))?)? + (self.gaussian()? * (alpha * tau).sqrt())?)?;
+                    x = self.clamp_known(&x, sigma)?;
+                    last = Some(d);
+                }
+                last.expect("at least one step per level")
+            };
+            let preview = match observer.wants_preview() {
+                true => Some(self.decode(&denoised)?),
+                false => None,
+            };
+            let frame = AnnealingFrame {
+                level: level + 1,
+                levels: stages + 1,
+                sigma,
+                preview: preview.as_ref(),
+            };
+            if observer.on_level(&frame).is_break() {
+                return Err(CantorError::Cancelled);
+            }
+        }
+        let sigma_min = *sigmas.last().expect("at least one level");
+        let d = self.denoise(&x, sigma_min)?;
+        self.decode(&d)
+    }
+
+    fn gibbs(&mut self, observer: &mut dyn Observer) -> Result<Score> {
+        const BLOCK_MAX: f64 = 1.0;
+        const BLOCK_MIN: f64 = 0.05;
+        const ANNEAL_FRACTION: f64 = 0.75;
+        let vocab = self.model.card.vocabulary.clone();
+        let sigma = self.model.card.noise.sigma_max;
+        let total = self.settings.network_evals();
+        let tau = self.settings.temperature;
+        let free_cells: Vec<(usize, Voice)> = (0..self.steps)
+            .flat_map(|t| Voice::ALL.map(move |v| (t, v)))
+            .filter(|(t, v)| self.problem.mask.is_free(*t, *v))
+            .collect();
+        let mut current = self.problem.score.clone();
+        if free_cells.is_empty() {
+            return Ok(current);
+        }
+        for n in 0..total {
+            // Coconet's annealed block size: everything at first, then a
+            // shrinking fraction, never less than BLOCK_MIN.
+            let fraction = if n == 0 {
+                1.0
+            } else {
+                (BLOCK_MAX - n as f64 / (ANNEAL_FRACTION * total as f64) * (BLOCK_MAX - BLOCK_MIN)).max(BLOCK_MIN)
+            };
+            let mut block = Mask::none(self.steps);
+            for &(t, v) in &free_cells {
+                if self.rng.random_bool(fraction) {
+                    block.set_free(t, v, true);
+                }
+            }
+            if block.free_count() == 0 {
+                let (t, v) = free_cells[self.rng.random_range(0..free_cells.len())];
+                block.set_free(t, v, true);
+            }
+            let cond = conditioning(&current, &block, &vocab);
+            let width = cond.len() / self.steps;
+            let cond = Tensor::from_vec(cond, (1, self.steps, width), &self.device)?;
+            let known = Tensor::from_vec(known_channels(&block, &vocab), (1, self.steps, self.channels), &self.device)?;
+            let values = (Tensor::from_vec(one_hot(&current, &vocab), (1, self.steps, self.channels), &self.device)? * &known)?;
+            let x = (values + (self.gaussian()? * sigma as f64)?)?;
+            let bias = Tensor::from_vec(logit_bias(&block, &self.allowed, &vocab), (1, self.steps, self.channels), &self.device)?;
+            self.evals += 1;
+            let d = self.model.network().denoise(&x, &cond, &[sigma], Some(&bias))?;
+            let probs = d.flatten_all()?.to_vec1::<f32>()?;
+            for t in 0..self.steps {
+                for voice in Voice::ALL {
+                    if !block.is_free(t, voice) {
+                        continue;
+                    }
+                    let row = &probs[t * self.channels..(t + 1) * self.channels];
+                    let o = vocab.offset(voice);
+                    let p = &row[o..o + vocab.voice_size(voice)];
+                    let sounding_before = t > 0 && current.sounding(t - 1, voice).is_some();
+                    let index = choose(p, &self.allowed[voice.index()], sounding_before, Some((tau, &mut self.rng)));
+                    current.set(t, voice, vocab.token(voice, index));
+                }
+            }
+            current.normalize();
+            let frame = AnnealingFrame {
+                level: n + 1,
+                levels: total,
+                sigma,
+                preview: observer.wants_preview().then_some(&current),
+            };
+            if observer.on_level(&frame).is_break() {
+                return Err(CantorError::Cancelled);
+            }
+        }
+        Ok(current)
+    }
+
+    /// Free cells take their most probable allowed token under `denoised`;
+    /// known cells keep theirs.
+    fn decode(&self, denoised: &Tensor) -> Result<Score> {
+        let vocab = &self.model.card.vocabulary;
+        let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = self.problem.score.clone();
+        for voice in Voice::ALL {
+            let o = vocab.offset(voice);
+            let n = vocab.voice_size(voice);
+            let mut sounding = false;
+            for t in 0..self.steps {
+                let token = if self.problem.mask.is_free(t, voice) {
+                    let p = &probs[t * self.channels + o..t * self.channels + o + n];
+                    let index = choose(p, &self.allowed[voice.index()], sounding, None);
+                    let token = vocab.token(voice, index);
+                    if matches!(token, Token::Pitch(_)) {
+                        out.set_velocity(t, voice, crate::grid::DEFAULT_VELOCITY);
+                    }
+                    token
+                } else {
+                    out.get(t, voice)
+                };
+                out.set(t, voice, token);
+                sounding = match token {
+                    Token::Rest => false,
+                    Token::Pitch(_) => true,
+                    Token::Hold => sounding,
+                };
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Picks a token index from a voice's distribution `p`: the most probable
+/// allowed one, or a draw from p^(1/τ) when `sample` is given. A hold is only
+/// allowed after a sounding note.
+fn choose(p: &[f32], allowed: &[bool], sounding_before: bool, sample: Option<(f32, &mut ChaCha8Rng)>) -> usize {
+    let ok = |i: usize| allowed[i] && (i != HOLD_INDEX || sounding_before);
+    match sample {
+        None => (0..p.len())
+            .filter(|i| ok(*i))
+            .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+            .unwrap_or(0),
+        Some((tau, rng)) => {
+            let weights: Vec<f64> = (0..p.len())
+                .map(|i| if ok(i) { (p[i].max(0.0) as f64).powf(1.0 / tau as f64) } else { 0.0 })
+                .collect();
+            let total: f64 = weights.iter().sum();
+            if !(total > 0.0) {
+                return (0..p.len()).find(|i| ok(*i)).unwrap_or(0);
+            }
+            let mut u = rng.random::<f64>() * total;
+            for (i, w) in weights.iter().enumerate() {
+                if u < *w {
+                    return i;
+                }
+                u -= w;
+            }
+            (0..p.len()).rev().find(|i| weights[*i] > 0.0).unwrap_or(0)
+        }
+    }
+}
+
+/// Row-major (T, C) logit bias: forbidden tokens of free cells get
+/// [`FORBIDDEN_LOGIT`].
+fn logit_bias(mask: &Mask, allowed: &[Vec<bool>; VOICES], vocab: &Vocabulary) -> Vec<f32> {
+    let channels = vocab.total_size();
+    let mut bias = vec![0.0f32; mask.len() * channels];
+    for t in 0..mask.len() {
+        for voice in Voice::ALL {
+            if !mask.is_free(t, voice) {
+                continue;
+            }
+            let o = t * channels + vocab.offset(voice);
+            for (i, ok) in allowed[voice.index()].iter().enumerate() {
+                if !ok {
+                    bias[o + i] = FORBIDDEN_LOGIT;
+                }
+            }
+        }
+    }
+    bias
+}
