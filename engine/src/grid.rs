@@ -299,12 +299,20 @@ impl Score {
     /// The pitch sounding in `voice` at `step`, following holds back to their
     /// onset. A hold with no note before it is silence.
     pub fn sounding(&self, step: usize, voice: Voice) -> Option<u8> {
+        self.onset(step, voice).map(|s| match self.cells[s][voice.index()] {
+            Token::Pitch(p) => p,
+            _ => unreachable!("onset() returns pitch cells"),
+        })
+    }
+
+    /// The step where the note sounding in `voice` at `step` began.
+    pub fn onset(&self, step: usize, voice: Voice) -> Option<usize> {
         let v = voice.index();
         let mut s = step;
         loop {
             match self.cells[s][v] {
                 Token::Rest => return None,
-                Token::Pitch(p) => return Some(p),
+                Token::Pitch(_) => return Some(s),
                 Token::Hold if s == 0 => return None,
                 Token::Hold => s -= 1,
             }
@@ -425,13 +433,15 @@ impl Score {
     pub fn slice(&self, range: Range<usize>) -> Score {
         let range = range.start.min(self.len())..range.end.min(self.len());
         let mut cells = self.cells[range.clone()].to_vec();
+        let mut velocities = self.velocities[range.clone()].to_vec();
         // A hold at the start of the slice continues a note that began before
         // it: make the slice start that note instead of dropping it.
         if range.start > 0 {
             for v in 0..VOICES {
                 if cells.first().map(|c| c[v]) == Some(Token::Hold) {
-                    if let Some(p) = self.sounding(range.start, Voice::from_index(v)) {
-                        cells[0][v] = Token::Pitch(p);
+                    if let Some(onset) = self.onset(range.start, Voice::from_index(v)) {
+                        cells[0][v] = self.cells[onset][v];
+                        velocities[0][v] = self.velocities[onset][v];
                     }
                 }
             }
@@ -452,7 +462,7 @@ impl Score {
         let tempos = later_changes(&self.tempos);
         let mut out = Score {
             cells,
-            velocities: self.velocities[range.clone()].to_vec(),
+            velocities,
             time_signatures: Vec::new(),
             tempos: Vec::new(),
         };

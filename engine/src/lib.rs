@@ -11,6 +11,7 @@ pub mod card;
 pub mod constraints;
 pub mod error;
 pub mod grid;
+pub mod io;
 pub mod mask;
 pub mod model;
 pub mod network;

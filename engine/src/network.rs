@@ -262,7 +262,7 @@ impl ScoreNetwork {
         let mut start = 0;
         let mut parts = Vec::with_capacity(VOICES);
         for size in self.voice_sizes {
-            parts.push(f(&xs.narrow(D::Minus1, start, size)?)?);
+            parts.push(f(&xs.narrow(D::Minus1, start, size)?.contiguous()?)?);
             start += size;
         }
         Tensor::cat(&parts, D::Minus1)

@@ -1,0 +1,376 @@
+//! Reading and writing music: MIDI files, MusicXML, the JSB benchmark JSON.
+//!
+//! Every reader turns its format into *parts* (a track, a channel, a
+//! MusicXML part) of notes already quantized to the grid, then
+//! [`assign_voices`] decides which part sings which voice and checks that
+//! each voice is one line. Errors name the file and the bar and beat.
+
+pub mod jsb;
+pub mod midi;
+pub mod musicxml;
+
+use std::path::Path;
+
+use crate::error::{CantorError, Result};
+use crate::grid::{pitch_name, Note, Score, TimeSignature, Voice, VOICES};
+
+pub use jsb::{read_jsb, JsbSplits};
+pub use midi::{read_midi, write_midi};
+pub use musicxml::read_musicxml;
+
+/// How a file's parts become voices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoiceLayout {
+    /// The file is a one-voice melody that sings this voice; anything
+    /// polyphonic is an error.
+    Melody(Voice),
+    /// Up to four parts, highest to lowest, or one part of chords split into
+    /// voices by pitch order.
+    Auto,
+}
+
+/// A note on the grid before it has a voice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartNote {
+    pub pitch: u8,
+    pub start: usize,
+    pub end: usize,
+    pub velocity: u8,
+}
+
+/// A track, channel or MusicXML part.
+#[derive(Clone, Debug, Default)]
+pub struct Part {
+    /// What to call it in messages ("track 2", "part 'Alto'").
+    pub name: String,
+    pub notes: Vec<PartNote>,
+}
+
+/// Meter and tempo read alongside the notes, in grid steps.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub time_signatures: Vec<(usize, TimeSignature)>,
+    pub tempos: Vec<(usize, u32)>,
+}
+
+/// Reads a MIDI or MusicXML file, choosing the reader by extension.
+pub fn read_music(path: &Path, layout: VoiceLayout) -> Result<Score> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "mid" | "midi" | "smf" => read_midi(path, layout),
+        "mxl" | "musicxml" | "xml" => read_musicxml(path, layout),
+        _ => Err(CantorError::music(
+            path,
+            "unknown file type: expected .mid/.midi, .mxl, .musicxml or .xml",
+        )),
+    }
+}
+
+/// Builds the score: assigns parts to voices, then lays the notes on a grid
+/// that ends on a bar line.
+pub fn assemble(path: &Path, parts: Vec<Part>, timeline: Timeline, layout: VoiceLayout) -> Result<Score> {
+    let parts: Vec<Part> = parts.into_iter().filter(|p| !p.notes.is_empty()).collect();
+    build(path, parts, timeline, |score, parts| assign_voices(path, score, parts, layout))
+}
+
+/// Like [`assemble`] for parts already in soprano-to-bass order.
+pub(crate) fn assemble_in_voice_order(path: &Path, parts: Vec<Part>, timeline: Timeline) -> Result<Score> {
+    build(path, parts, timeline, |score, parts| {
+        let mut notes = Vec::new();
+        for (part, voice) in parts.iter().zip(Voice::ALL) {
+            notes.extend(monophonic_line(path, score, part, voice, false)?);
+        }
+        Ok(notes)
+    })
+}
+
+fn build(
+    path: &Path,
+    parts: Vec<Part>,
+    timeline: Timeline,
+    assign: impl FnOnce(&Score, Vec<Part>) -> Result<Vec<Note>>,
+) -> Result<Score> {
+    let end = parts
+        .iter()
+        .flat_map(|p| p.notes.iter().map(|n| n.end))
+        .max()
+        .ok_or_else(|| CantorError::music(path, "the file holds no notes"))?;
+    let mut score = Score::new(end.max(1));
+    score.set_time_signatures(timeline.time_signatures);
+    score.set_tempos(timeline.tempos);
+    // Round the length up to a whole bar so continuations start on a bar line.
+    let last_bar = score.bars().last().cloned().unwrap_or(0..end);
+    let bar_end = last_bar.start + score.time_signature_at(last_bar.start).steps_per_bar();
+    let mut score = score.extended(bar_end.max(end));
+    let notes = assign(&score, parts)?;
+    for note in notes {
+        score.write_note(note);
+    }
+    Ok(score)
+}
+
+/// Decides which part sings which voice and makes each voice one line.
+pub fn assign_voices(path: &Path, score: &Score, parts: Vec<Part>, layout: VoiceLayout) -> Result<Vec<Note>> {
+    match layout {
+        VoiceLayout::Melody(voice) => {
+            if parts.len() > 1 {
+                let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+                return Err(CantorError::music(
+                    path,
+                    format!(
+                        "a one-voice melody is needed, but {} parts have notes ({})",
+                        parts.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let part = parts.into_iter().next().expect("one part");
+            monophonic_line(path, score, &part, voice, true)
+        }
+        VoiceLayout::Auto if parts.len() == 1 => split_chords(path, score, &parts[0]),
+        VoiceLayout::Auto => {
+            if parts.len() > VOICES {
+                let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+                return Err(CantorError::music(
+                    path,
+                    format!(
+                        "{} parts have notes ({}); Cantor reads at most four voices",
+                        parts.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let mut parts = parts;
+            parts.sort_by(|a, b| mean_pitch(b).total_cmp(&mean_pitch(a)));
+            let voices = voices_for_parts(&parts);
+            let mut notes = Vec::new();
+            for (part, voice) in parts.iter().zip(voices) {
+                notes.extend(monophonic_line(path, score, part, voice, false)?);
+            }
+            Ok(notes)
+        }
+    }
+}
+
+fn mean_pitch(part: &Part) -> f64 {
+    part.notes.iter().map(|n| n.pitch as f64).sum::<f64>() / part.notes.len().max(1) as f64
+}
+
+/// Typical middle pitch of each voice (C5, F4, B3, D3), for matching parts.
+const VOICE_CENTRES: [f64; VOICES] = [72.0, 65.0, 59.0, 50.0];
+
+/// Voices for parts sorted high to low: the order-preserving choice whose
+/// voices' typical pitches are nearest the parts' mean pitches.
+fn voices_for_parts(parts: &[Part]) -> Vec<Voice> {
+    let k = parts.len();
+    let mut best: (f64, Vec<Voice>) = (f64::INFINITY, Voice::ALL[..k].to_vec());
+    for combo in 0u32..16 {
+        if combo.count_ones() as usize != k {
+            continue;
+        }
+        let voices: Vec<Voice> = Voice::ALL
+            .iter()
+            .filter(|v| combo & (1 << v.index()) != 0)
+            .copied()
+            .collect();
+        let cost: f64 = parts
+            .iter()
+            .zip(&voices)
+            .map(|(p, v)| (mean_pitch(p) - VOICE_CENTRES[v.index()]).abs())
+            .sum();
+        if cost < best.0 {
+            best = (cost, voices);
+        }
+    }
+    best.1
+}
+
+/// One part as one voice. Two notes starting together are an error; a note
+/// still sounding when the next begins is cut there (legato playing).
+fn monophonic_line(path: &Path, score: &Score, part: &Part, voice: Voice, melody: bool) -> Result<Vec<Note>> {
+    let mut notes = part.notes.clone();
+    notes.sort_by_key(|n| (n.start, std::cmp::Reverse(n.pitch)));
+    for pair in notes.windows(2) {
+        if pair[0].start == pair[1].start {
+            let what = if melody {
+                "but a melody must be one voice".to_string()
+            } else {
+                format!("but {} must be one voice", part.name)
+            };
+            return Err(CantorError::music(
+                path,
+                format!(
+                    "{}: {} notes start at once ({}, {}) {what}",
+                    score.describe_step(pair[0].start),
+                    2,
+                    pitch_name(pair[0].pitch),
+                    pitch_name(pair[1].pitch)
+                ),
+            ));
+        }
+    }
+    let mut out = Vec::with_capacity(notes.len());
+    for (i, n) in notes.iter().enumerate() {
+        let end = notes.get(i + 1).map_or(n.end, |next| n.end.min(next.start));
+        out.push(Note {
+            voice,
+            pitch: n.pitch,
+            start: n.start,
+            length: (end.max(n.start + 1)) - n.start,
+            velocity: n.velocity,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits one part of chords into voices: notes starting together go to the
+/// free voices in pitch order, each voice taking the note nearest its last.
+fn split_chords(path: &Path, score: &Score, part: &Part) -> Result<Vec<Note>> {
+    let mut notes = part.notes.clone();
+    notes.sort_by_key(|n| (n.start, std::cmp::Reverse(n.pitch)));
+    let mut busy_until = [0usize; VOICES];
+    let mut last_pitch: [f64; VOICES] = VOICE_CENTRES;
+    let mut out: Vec<Note> = Vec::with_capacity(notes.len());
+    let mut i = 0;
+    while i < notes.len() {
+        let start = notes[i].start;
+        let group: Vec<PartNote> = notes[i..].iter().take_while(|n| n.start == start).copied().collect();
+        i += group.len();
+        let free: Vec<usize> = (0..VOICES).filter(|v| busy_until[*v] <= start).collect();
+        // A voice still sounding is cut if there are more new notes than free
+        // voices (a new chord over a held one).
+        let free = if group.len() > free.len() { (0..VOICES).collect() } else { free };
+        if group.len() > free.len() {
+            return Err(CantorError::music(
+                path,
+                format!(
+                    "{}: {} notes start at once; Cantor reads at most four voices",
+                    score.describe_step(start),
+                    group.len()
+                ),
+            ));
+        }
+        let chosen = best_order_preserving(&group, &free, &last_pitch);
+        for (note, v) in group.iter().zip(chosen) {
+            // Cut whatever that voice was still holding.
+            if let Some(prev) = out.iter_mut().rev().find(|n| n.voice.index() == v) {
+                if prev.end() > start {
+                    prev.length = (start - prev.start).max(1);
+                }
+            }
+            busy_until[v] = note.end;
+            last_pitch[v] = note.pitch as f64;
+            out.push(Note {
+                voice: Voice::from_index(v),
+                pitch: note.pitch,
+                start,
+                length: (note.end - start).max(1),
+                velocity: note.velocity,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Assigns a chord (sorted high to low) to a subset of `free` voices in
+/// order, minimising the distance to each voice's last pitch.
+fn best_order_preserving(group: &[PartNote], free: &[usize], last: &[f64; VOICES]) -> Vec<usize> {
+    let k = group.len();
+    let mut best = (f64::INFINITY, free[..k].to_vec());
+    for combo in 0u32..(1 << free.len()) {
+        if combo.count_ones() as usize != k {
+            continue;
+        }
+        let voices: Vec<usize> = free
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| combo & (1 << i) != 0)
+            .map(|(_, v)| *v)
+            .collect();
+        let cost: f64 = group
+            .iter()
+            .zip(&voices)
+            .map(|(n, v)| (n.pitch as f64 - last[*v]).abs())
+            .sum();
+        if cost < best.0 {
+            best = (cost, voices);
+        }
+    }
+    best.1
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename, so a failed
+/// write never leaves half a file behind.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp-cantor");
+    std::fs::write(&tmp, bytes).map_err(|e| CantorError::io(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CantorError::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pn(pitch: u8, start: usize, end: usize) -> PartNote {
+        PartNote {
+            pitch,
+            start,
+            end,
+            velocity: 64,
+        }
+    }
+
+    #[test]
+    fn chords_split_into_voices_by_pitch() {
+        let part = Part {
+            name: "track 1".into(),
+            notes: vec![pn(72, 0, 4), pn(64, 0, 4), pn(55, 0, 4), pn(48, 0, 4), pn(74, 4, 8), pn(47, 4, 8)],
+        };
+        let score = Score::new(8);
+        let notes = assign_voices(Path::new("x.mid"), &score, vec![part], VoiceLayout::Auto).unwrap();
+        let voice_of = |pitch: u8| notes.iter().find(|n| n.pitch == pitch).unwrap().voice;
+        assert_eq!(voice_of(72), Voice::Soprano);
+        assert_eq!(voice_of(64), Voice::Alto);
+        assert_eq!(voice_of(55), Voice::Tenor);
+        assert_eq!(voice_of(48), Voice::Bass);
+        assert_eq!(voice_of(74), Voice::Soprano);
+        assert_eq!(voice_of(47), Voice::Bass);
+    }
+
+    #[test]
+    fn a_chord_in_a_melody_is_an_error_with_its_position() {
+        let part = Part {
+            name: "track 1".into(),
+            notes: vec![pn(72, 0, 4), pn(72, 20, 24), pn(76, 20, 24)],
+        };
+        let score = Score::new(32);
+        let err = assign_voices(Path::new("tune.mid"), &score, vec![part], VoiceLayout::Melody(Voice::Soprano))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("tune.mid: bar 2, beat 2"), "{err}");
+        assert!(err.contains("E5") && err.contains("C5") && err.contains("one voice"), "{err}");
+    }
+
+    #[test]
+    fn two_parts_become_soprano_and_bass() {
+        let high = Part {
+            name: "a".into(),
+            notes: vec![pn(72, 0, 4)],
+        };
+        let low = Part {
+            name: "b".into(),
+            notes: vec![pn(48, 0, 4)],
+        };
+        let score = Score::new(4);
+        let notes = assign_voices(Path::new("x.mid"), &score, vec![low, high], VoiceLayout::Auto).unwrap();
+        assert_eq!(notes.iter().find(|n| n.pitch == 72).unwrap().voice, Voice::Soprano);
+        assert_eq!(notes.iter().find(|n| n.pitch == 48).unwrap().voice, Voice::Bass);
+    }
+}

@@ -1,0 +1,418 @@
+//! MusicXML in: `.musicxml`/`.xml` text or compressed `.mxl` (a zip whose
+//! `META-INF/container.xml` names the score), partwise scores.
+//!
+//! Each part's first voice is read (chords keep their top note), ties are
+//! merged, grace notes skipped. A pickup bar is padded with rests in front so
+//! that bar lines fall where the meter puts them. Parts named Soprano, Alto,
+//! Tenor and Bass sing those voices; instrument parts doubling them (as in
+//! many Bach chorale editions) are then ignored.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use roxmltree::{Document, Node};
+
+use super::{assemble, Part, PartNote, Timeline, VoiceLayout};
+use crate::error::{CantorError, Result};
+use crate::grid::{Score, TimeSignature, Voice, DEFAULT_VELOCITY, STEPS_PER_QUARTER};
+
+pub fn read_musicxml(path: &Path, layout: VoiceLayout) -> Result<Score> {
+    let bytes = std::fs::read(path).map_err(|e| CantorError::io(path, e))?;
+    let is_mxl = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("mxl"));
+    let text = if is_mxl || bytes.starts_with(b"PK") {
+        unzip_score(&bytes, path)?
+    } else {
+        String::from_utf8(bytes).map_err(|_| CantorError::music(path, "not UTF-8 text, so not MusicXML"))?
+    };
+    parse_musicxml(&text, path, layout)
+}
+
+/// The score document inside an `.mxl` archive.
+fn unzip_score(bytes: &[u8], path: &Path) -> Result<String> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| CantorError::music(path, format!("not a readable .mxl archive ({e})")))?;
+    let mut read = |name: &str| -> Option<String> {
+        let mut file = archive.by_name(name).ok()?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let rootfile = read("META-INF/container.xml").and_then(|container| {
+        let doc = Document::parse(&container).ok()?;
+        let found = doc
+            .descendants()
+            .find(|n| n.has_tag_name("rootfile"))
+            .and_then(|n| n.attribute("full-path"))
+            .map(str::to_string);
+        found
+    });
+    let name = match rootfile {
+        Some(name) => name,
+        None => archive
+            .file_names()
+            .find(|n| !n.starts_with("META-INF") && (n.ends_with(".xml") || n.ends_with(".musicxml")))
+            .map(str::to_string)
+            .ok_or_else(|| CantorError::music(path, "the .mxl archive holds no MusicXML score"))?,
+    };
+    let mut file = archive
+        .by_name(&name)
+        .map_err(|_| CantorError::music(path, format!("the .mxl archive names '{name}' but lacks it")))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| CantorError::music(path, format!("cannot read '{name}' from the archive: {e}")))?;
+    Ok(text)
+}
+
+/// Parses MusicXML text; `path` is only used in messages.
+pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Score> {
+    let doc = Document::parse(text).map_err(|e| CantorError::music(path, format!("not valid XML ({e})")))?;
+    let root = doc.root_element();
+    match root.tag_name().name() {
+        "score-partwise" => {}
+        "score-timewise" => {
+            return Err(CantorError::music(
+                path,
+                "timewise MusicXML is not supported: export a partwise score",
+            ))
+        }
+        other => {
+            return Err(CantorError::music(
+                path,
+                format!("not a MusicXML score (root element <{other}>)"),
+            ))
+        }
+    }
+    let names: HashMap<&str, String> = root
+        .descendants()
+        .filter(|n| n.has_tag_name("score-part"))
+        .filter_map(|n| {
+            let id = n.attribute("id")?;
+            let name = child_text(n, "part-name").unwrap_or_default();
+            Some((id, name))
+        })
+        .collect();
+
+    let mut parts = Vec::new();
+    let mut timeline = Timeline::default();
+    let mut pickup_padding: Option<usize> = None;
+    for (index, part_node) in root.children().filter(|n| n.has_tag_name("part")).enumerate() {
+        let id = part_node.attribute("id").unwrap_or("");
+        let name = names.get(id).cloned().unwrap_or_else(|| format!("P{}", index + 1));
+        let read = read_part(part_node, path, &name)?;
+        if index == 0 {
+            timeline = read.timeline;
+            pickup_padding = Some(read.pickup_padding);
+        }
+        let voice_hint = voice_from_part_name(&name);
+        parts.push((
+            Part {
+                name: format!("part '{name}'"),
+                notes: read.notes,
+            },
+            voice_hint,
+        ));
+    }
+    if parts.is_empty() {
+        return Err(CantorError::music(path, "the score has no parts"));
+    }
+
+    // Pad a pickup bar so the first full bar starts on a bar line.
+    let pad = pickup_padding.unwrap_or(0);
+    if pad > 0 {
+        for (part, _) in &mut parts {
+            for n in &mut part.notes {
+                n.start += pad;
+                n.end += pad;
+            }
+        }
+        for (step, _) in timeline.time_signatures.iter_mut().skip(1) {
+            *step += pad;
+        }
+        for (step, _) in timeline.tempos.iter_mut().skip(1) {
+            *step += pad;
+        }
+    }
+
+    // Parts named after the four voices win over instrument doublings.
+    let named: Vec<Voice> = parts.iter().filter_map(|(_, v)| *v).collect();
+    let all_four_named = layout == VoiceLayout::Auto
+        && Voice::ALL.iter().all(|v| named.iter().filter(|n| *n == v).count() == 1);
+    if all_four_named {
+        let mut ordered: Vec<Part> = Vec::new();
+        for voice in Voice::ALL {
+            let (part, _) = parts
+                .iter()
+                .find(|(_, v)| *v == Some(voice))
+                .expect("each voice named once");
+            ordered.push(part.clone());
+        }
+        return super::assemble_in_voice_order(path, ordered, timeline);
+    }
+    assemble(path, parts.into_iter().map(|(p, _)| p).collect(), timeline, layout)
+}
+
+fn voice_from_part_name(name: &str) -> Option<Voice> {
+    let lower = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    match lower.as_str() {
+        "soprano" | "sopran" | "s" | "soprano 1" | "cantus" | "discantus" => Some(Voice::Soprano),
+        "alto" | "alt" | "a" | "altus" => Some(Voice::Alto),
+        "tenor" | "tenore" | "t" => Some(Voice::Tenor),
+        "bass" | "basso" | "bassus" | "b" => Some(Voice::Bass),
+        _ => None,
+    }
+}
+
+struct ReadPart {
+    notes: Vec<PartNote>,
+    timeline: Timeline,
+    /// Rests to put in front when the first bar is a pickup.
+    pickup_padding: usize,
+}
+
+fn child_text(node: Node, tag: &str) -> Option<String> {
+    node.children()
+        .find(|n| n.has_tag_name(tag))
+        .and_then(|n| n.text())
+        .map(|t| t.trim().to_string())
+}
+
+fn number(node: Node, tag: &str, path: &Path, part: &str) -> Result<Option<f64>> {
+    match child_text(node, tag) {
+        None => Ok(None),
+        Some(t) => t.parse::<f64>().map(Some).map_err(|_| {
+            CantorError::music(
+                path,
+                format!("part '{part}', line {}: <{tag}> is '{t}', not a number", line_of(node)),
+            )
+        }),
+    }
+}
+
+fn line_of(node: Node) -> u32 {
+    node.document().text_pos_at(node.range().start).row
+}
+
+fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
+    let to_step = |quarters: f64| (quarters * STEPS_PER_QUARTER as f64).round().max(0.0) as usize;
+    let mut divisions = 1.0f64;
+    let mut measure_start = 0.0f64; // in quarters
+    let mut notes: Vec<PartNote> = Vec::new();
+    let mut timeline = Timeline::default();
+    let mut chosen_voice: Option<String> = None;
+    // Index of the note a tie from each pitch continues into.
+    let mut open_ties: HashMap<u8, usize> = HashMap::new();
+    let mut pickup_padding = 0;
+    let mut current_ts = TimeSignature::COMMON;
+
+    for (measure_index, measure) in part.children().filter(|n| n.has_tag_name("measure")).enumerate() {
+        let mut pos = measure_start;
+        let mut furthest = measure_start;
+        let mut last_start = measure_start;
+        for child in measure.children().filter(|n| n.is_element()) {
+            match child.tag_name().name() {
+                "attributes" => {
+                    if let Some(d) = number(child, "divisions", path, name)? {
+                        if d <= 0.0 {
+                            return Err(CantorError::music(path, format!("part '{name}': <divisions> must be positive")));
+                        }
+                        divisions = d;
+                    }
+                    if let Some(time) = child.children().find(|n| n.has_tag_name("time")) {
+                        let beats = child_text(time, "beats").and_then(|b| {
+                            // Compound signatures like "3+2" add up.
+                            b.split('+').map(|x| x.trim().parse::<u8>().ok()).sum::<Option<u8>>()
+                        });
+                        let beat_type = child_text(time, "beat-type").and_then(|b| b.parse::<u8>().ok());
+                        if let (Some(numerator), Some(denominator)) = (beats, beat_type) {
+                            current_ts = TimeSignature { numerator, denominator };
+                            timeline.time_signatures.push((to_step(pos), current_ts));
+                        }
+                    }
+                }
+                "direction" | "sound" => {
+                    let sound = if child.has_tag_name("sound") {
+                        Some(child)
+                    } else {
+                        child.children().find(|n| n.has_tag_name("sound"))
+                    };
+                    if let Some(tempo) = sound.and_then(|s| s.attribute("tempo")).and_then(|t| t.parse::<f64>().ok()) {
+                        if tempo > 0.0 {
+                            timeline.tempos.push((to_step(pos), (60_000_000.0 / tempo).round() as u32));
+                        }
+                    }
+                }
+                "backup" => pos -= number(child, "duration", path, name)?.unwrap_or(0.0) / divisions,
+                "forward" => pos += number(child, "duration", path, name)?.unwrap_or(0.0) / divisions,
+                "note" => {
+                    if child.children().any(|n| n.has_tag_name("grace")) {
+                        continue;
+                    }
+                    let duration = number(child, "duration", path, name)?.unwrap_or(0.0) / divisions;
+                    let is_chord = child.children().any(|n| n.has_tag_name("chord"));
+                    let start = if is_chord { last_start } else { pos };
+                    if !is_chord {
+                        last_start = pos;
+                        pos += duration;
+                    }
+                    furthest = furthest.max(pos);
+                    let voice = child_text(child, "voice").unwrap_or_else(|| "1".into());
+                    let chosen = chosen_voice.get_or_insert_with(|| voice.clone());
+                    if *chosen != voice || child.children().any(|n| n.has_tag_name("cue")) {
+                        continue;
+                    }
+                    let Some(pitch_node) = child.children().find(|n| n.has_tag_name("pitch")) else {
+                        continue; // a rest (or unpitched)
+                    };
+                    let pitch = read_pitch(pitch_node, path, name)?;
+                    let (start_step, end_step) = (to_step(start), to_step(start + duration));
+                    let ties: Vec<&str> = child
+                        .descendants()
+                        .filter(|n| n.has_tag_name("tie") || n.has_tag_name("tied"))
+                        .filter_map(|n| n.attribute("type"))
+                        .collect();
+                    let continues = ties.contains(&"stop");
+                    let index = match open_ties.remove(&pitch) {
+                        Some(i) if continues && notes[i].end == start_step => {
+                            notes[i].end = notes[i].end.max(end_step);
+                            i
+                        }
+                        _ => {
+                            if is_chord {
+                                // Keep the top note of a chord.
+                                if let Some(n) = notes.last_mut().filter(|n| n.start == start_step) {
+                                    if pitch > n.pitch {
+                                        *n = PartNote { pitch, start: start_step, end: end_step.max(start_step + 1), velocity: DEFAULT_VELOCITY };
+                                    }
+                                    continue;
+                                }
+                            }
+                            notes.push(PartNote {
+                                pitch,
+                                start: start_step,
+                                end: end_step.max(start_step + 1),
+                                velocity: DEFAULT_VELOCITY,
+                            });
+                            notes.len() - 1
+                        }
+                    };
+                    if ties.contains(&"start") {
+                        open_ties.insert(pitch, index);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let length = furthest - measure_start;
+        if measure_index == 0 {
+            let bar = current_ts.steps_per_bar();
+            let written = to_step(length);
+            if written > 0 && written < bar {
+                pickup_padding = bar - written;
+            }
+        }
+        measure_start += length;
+    }
+    Ok(ReadPart {
+        notes,
+        timeline,
+        pickup_padding,
+    })
+}
+
+fn read_pitch(node: Node, path: &Path, part: &str) -> Result<u8> {
+    let step = child_text(node, "step").unwrap_or_default();
+    let pc: i32 = match step.as_str() {
+        "C" => 0,
+        "D" => 2,
+        "E" => 4,
+        "F" => 5,
+        "G" => 7,
+        "A" => 9,
+        "B" => 11,
+        other => {
+            return Err(CantorError::music(
+                path,
+                format!("part '{part}', line {}: '{other}' is not a pitch step (A–G)", line_of(node)),
+            ))
+        }
+    };
+    let alter = number(node, "alter", path, part)?.unwrap_or(0.0).round() as i32;
+    let octave = number(node, "octave", path, part)?.ok_or_else(|| {
+        CantorError::music(path, format!("part '{part}', line {}: a pitch without <octave>", line_of(node)))
+    })? as i32;
+    let midi = (octave + 1) * 12 + pc + alter;
+    u8::try_from(midi)
+        .ok()
+        .filter(|m| *m <= 127)
+        .ok_or_else(|| CantorError::music(path, format!("part '{part}', line {}: pitch {midi} is outside MIDI", line_of(node))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Token;
+
+    fn part(id: &str, notes: &str) -> String {
+        format!(
+            r#"<part id="{id}"><measure number="0"><attributes><divisions>2</divisions><time><beats>4</beats><beat-type>4</beat-type></time></attributes>{notes}</measure>
+            <measure number="1"><note><pitch><step>G</step><octave>4</octave></pitch><duration>8</duration><voice>1</voice></note></measure></part>"#
+        )
+    }
+
+    const PICKUP_C5: &str = r#"<note><pitch><step>C</step><octave>5</octave></pitch><duration>2</duration><voice>1</voice><tie type="start"/></note>"#;
+
+    fn document(parts: &[(&str, &str, String)]) -> String {
+        let list: String = parts
+            .iter()
+            .map(|(id, name, _)| format!(r#"<score-part id="{id}"><part-name>{name}</part-name></score-part>"#))
+            .collect();
+        let body: String = parts.iter().map(|(_, _, p)| p.clone()).collect();
+        format!(r#"<?xml version="1.0"?><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#)
+    }
+
+    #[test]
+    fn reads_named_voices_and_pads_the_pickup() {
+        let xml = document(&[
+            ("P1", "Soprano", part("P1", PICKUP_C5)),
+            ("P2", "Alto", part("P2", PICKUP_C5)),
+            ("P3", "Tenor", part("P3", PICKUP_C5)),
+            ("P4", "Bass", part("P4", PICKUP_C5)),
+            ("P5", "Horn", part("P5", PICKUP_C5)),
+        ]);
+        let score = parse_musicxml(&xml, Path::new("c.musicxml"), VoiceLayout::Auto).unwrap();
+        // Pickup of one quarter: three beats of rest first.
+        assert_eq!(score.get(11, Voice::Alto), Token::Rest);
+        assert_eq!(score.get(12, Voice::Alto), Token::Pitch(72));
+        assert_eq!(score.get(16, Voice::Bass), Token::Pitch(67));
+        assert_eq!(score.len(), 32);
+    }
+
+    #[test]
+    fn ties_merge_and_chords_keep_the_top_note() {
+        let notes = r#"<note><pitch><step>E</step><octave>5</octave></pitch><duration>2</duration><voice>1</voice><tie type="start"/></note>
+            <note><chord/><pitch><step>C</step><octave>5</octave></pitch><duration>2</duration><voice>1</voice></note>"#;
+        let xml = document(&[("P1", "Melody", format!(
+            r#"<part id="P1"><measure number="1"><attributes><divisions>2</divisions></attributes>{notes}
+            <note><pitch><step>E</step><octave>5</octave></pitch><duration>6</duration><voice>1</voice><tie type="stop"/></note></measure></part>"#
+        ))]);
+        let score = parse_musicxml(&xml, Path::new("m.musicxml"), VoiceLayout::Melody(Voice::Soprano)).unwrap();
+        let notes = score.voice_notes(Voice::Soprano);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!((notes[0].pitch, notes[0].start, notes[0].length), (76, 0, 16));
+    }
+
+    #[test]
+    fn bad_documents_are_named() {
+        let err = parse_musicxml("<score-partwise><part", Path::new("bad.musicxml"), VoiceLayout::Auto)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bad.musicxml: not valid XML"), "{err}");
+        let xml = document(&[("P1", "S", r#"<part id="P1"><measure><note><pitch><step>H</step><octave>4</octave></pitch><duration>1</duration></note></measure></part>"#.to_string())]);
+        let err = parse_musicxml(&xml, Path::new("h.musicxml"), VoiceLayout::Auto).unwrap_err().to_string();
+        assert!(err.contains("'H' is not a pitch step"), "{err}");
+    }
+}
