@@ -103,7 +103,12 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    pub fn new(name: &str, architecture: NetworkConfig, vocabulary: Vocabulary, noise: NoiseSchedule) -> ModelCard {
+    pub fn new(
+        name: &str,
+        architecture: NetworkConfig,
+        vocabulary: Vocabulary,
+        noise: NoiseSchedule,
+    ) -> ModelCard {
         ModelCard {
             format: CARD_FORMAT.to_string(),
             name: name.to_string(),
@@ -125,7 +130,11 @@ impl ModelCard {
             ));
         }
         let a = &self.architecture;
-        if a.hidden == 0 || a.kernel % 2 == 0 || a.dilations.is_empty() || a.sigma_features % 2 == 1 {
+        if a.hidden == 0
+            || a.kernel.is_multiple_of(2)
+            || a.dilations.is_empty()
+            || !a.sigma_features.is_multiple_of(2)
+        {
             return Err(format!(
                 "architecture {a:?} is invalid: hidden > 0, odd kernel, at least one block and an even number of sigma features are needed"
             ));
@@ -141,7 +150,9 @@ impl ModelCard {
         }
         for (voice, range) in crate::grid::Voice::ALL.iter().zip(&self.vocabulary.ranges) {
             if range.lowest > range.highest || range.highest > 127 {
-                return Err(format!("vocabulary range of the {voice} ({range:?}) is invalid"));
+                return Err(format!(
+                    "vocabulary range of the {voice} ({range:?}) is invalid"
+                ));
             }
         }
         Ok(())

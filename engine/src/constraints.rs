@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CantorError;
 use crate::grid::{Score, Token, Voice, VOICES};
-use crate::vocab::{VoiceRange, Vocabulary};
+use crate::vocab::{Vocabulary, VoiceRange};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,7 +122,9 @@ impl Key {
         let mut best = (f64::NEG_INFINITY, Key::parse("C").ok()?);
         for tonic in 0..12u8 {
             for (mode, profile) in [(Mode::Major, MAJOR_PROFILE), (Mode::Minor, MINOR_PROFILE)] {
-                let rotated: Vec<f64> = (0..12).map(|i| profile[(i + 12 - tonic as usize) % 12]).collect();
+                let rotated: Vec<f64> = (0..12)
+                    .map(|i| profile[(i + 12 - tonic as usize) % 12])
+                    .collect();
                 let r = correlation(&histogram, &rotated);
                 if r > best.0 {
                     best = (r, Key { tonic, mode });
@@ -197,11 +199,41 @@ mod tests {
 
     #[test]
     fn parses_keys() {
-        assert_eq!(Key::parse("C").unwrap(), Key { tonic: 0, mode: Mode::Major });
-        assert_eq!(Key::parse("a minor").unwrap(), Key { tonic: 9, mode: Mode::Minor });
-        assert_eq!(Key::parse("F#m").unwrap(), Key { tonic: 6, mode: Mode::Minor });
-        assert_eq!(Key::parse("Bb major").unwrap(), Key { tonic: 10, mode: Mode::Major });
-        assert_eq!(Key::parse("e").unwrap(), Key { tonic: 4, mode: Mode::Minor });
+        assert_eq!(
+            Key::parse("C").unwrap(),
+            Key {
+                tonic: 0,
+                mode: Mode::Major
+            }
+        );
+        assert_eq!(
+            Key::parse("a minor").unwrap(),
+            Key {
+                tonic: 9,
+                mode: Mode::Minor
+            }
+        );
+        assert_eq!(
+            Key::parse("F#m").unwrap(),
+            Key {
+                tonic: 6,
+                mode: Mode::Minor
+            }
+        );
+        assert_eq!(
+            Key::parse("Bb major").unwrap(),
+            Key {
+                tonic: 10,
+                mode: Mode::Major
+            }
+        );
+        assert_eq!(
+            Key::parse("e").unwrap(),
+            Key {
+                tonic: 4,
+                mode: Mode::Minor
+            }
+        );
         assert!(Key::parse("H dorian").is_err());
     }
 
@@ -221,14 +253,28 @@ mod tests {
             })
             .collect();
         let score = Score::from_notes(48, &notes);
-        assert_eq!(Key::estimate(&score), Some(Key { tonic: 7, mode: Mode::Major }));
+        assert_eq!(
+            Key::estimate(&score),
+            Some(Key {
+                tonic: 7,
+                mode: Mode::Major
+            })
+        );
     }
 
     #[test]
     fn constraints_filter_pitches() {
         let c = Constraints {
             key: Some(Key::parse("C").unwrap()),
-            ranges: [None, Some(VoiceRange { lowest: 55, highest: 70 }), None, None],
+            ranges: [
+                None,
+                Some(VoiceRange {
+                    lowest: 55,
+                    highest: 70,
+                }),
+                None,
+                None,
+            ],
         };
         assert!(c.allows(Voice::Soprano, Token::Pitch(72)));
         assert!(!c.allows(Voice::Soprano, Token::Pitch(73)));

@@ -299,10 +299,11 @@ impl Score {
     /// The pitch sounding in `voice` at `step`, following holds back to their
     /// onset. A hold with no note before it is silence.
     pub fn sounding(&self, step: usize, voice: Voice) -> Option<u8> {
-        self.onset(step, voice).map(|s| match self.cells[s][voice.index()] {
-            Token::Pitch(p) => p,
-            _ => unreachable!("onset() returns pitch cells"),
-        })
+        self.onset(step, voice)
+            .map(|s| match self.cells[s][voice.index()] {
+                Token::Pitch(p) => p,
+                _ => unreachable!("onset() returns pitch cells"),
+            })
     }
 
     /// The step where the note sounding in `voice` at `step` began.
@@ -498,11 +499,7 @@ pub fn pitch_name(pitch: u8) -> String {
     const NAMES: [&str; 12] = [
         "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
     ];
-    format!(
-        "{}{}",
-        NAMES[pitch as usize % 12],
-        pitch as i32 / 12 - 1
-    )
+    format!("{}{}", NAMES[pitch as usize % 12], pitch as i32 / 12 - 1)
 }
 
 #[cfg(test)]
@@ -572,7 +569,10 @@ mod tests {
     fn slicing_restarts_notes_that_began_before_the_slice() {
         let score = Score::from_notes(8, &[note(Voice::Tenor, 55, 0, 8)]);
         let slice = score.slice(4..8);
-        assert_eq!(slice.voice_notes(Voice::Tenor), vec![note(Voice::Tenor, 55, 0, 4)]);
+        assert_eq!(
+            slice.voice_notes(Voice::Tenor),
+            vec![note(Voice::Tenor, 55, 0, 4)]
+        );
     }
 
     #[test]

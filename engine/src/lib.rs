@@ -7,22 +7,30 @@
 //! or GUIs, so the CLI, the trainer, the plugin and the tests all drive the
 //! same code.
 
+pub mod baseline;
 pub mod card;
 pub mod constraints;
 pub mod error;
 pub mod grid;
 pub mod io;
 pub mod mask;
+pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod sampler;
+pub mod task;
 pub mod vocab;
 
+pub use candle_core::Device;
 pub use card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
 pub use constraints::{Constraints, Key, Mode};
 pub use error::{CantorError, Result};
 pub use grid::{Note, Score, TimeSignature, Token, Voice};
 pub use mask::{Mask, MaskRegion};
 pub use model::ScoreModel;
-pub use sampler::{generate, Generation, Problem, SamplerKind, SamplerSettings};
-pub use vocab::{VoiceRange, Vocabulary};
+pub use sampler::{
+    generate, AnnealingFrame, Generation, Observer, Problem, SamplerKind, SamplerSettings,
+    Unobserved,
+};
+pub use task::{compose, continuation_problem, harmonize_problem, infill_problem, KeyChoice};
+pub use vocab::{Vocabulary, VoiceRange};

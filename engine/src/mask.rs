@@ -61,6 +61,27 @@ impl Mask {
         &self.free
     }
 
+    /// Steps `range` as a mask of their own.
+    pub fn slice(&self, range: Range<usize>) -> Mask {
+        Mask {
+            free: self.free[range].to_vec(),
+        }
+    }
+
+    /// Maximal runs of steps where some voice is free.
+    pub fn free_spans(&self) -> Vec<Range<usize>> {
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        for (t, row) in self.free.iter().enumerate() {
+            if row.iter().any(|f| *f) {
+                match spans.last_mut() {
+                    Some(last) if last.end == t => last.end = t + 1,
+                    _ => spans.push(t..t + 1),
+                }
+            }
+        }
+        spans
+    }
+
     /// Extends the mask over the tails of notes whose onset is free: a note
     /// that starts inside the region is regenerated whole, so its holds past
     /// the region must not be kept dangling.

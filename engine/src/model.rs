@@ -38,7 +38,8 @@ pub fn select_device(name: &str) -> Result<Device> {
         }
         "metal" => {
             if cfg!(feature = "metal") {
-                Device::new_metal(0).map_err(|e| CantorError::input(format!("no Metal device: {e}")))
+                Device::new_metal(0)
+                    .map_err(|e| CantorError::input(format!("no Metal device: {e}")))
             } else {
                 Err(CantorError::input(
                     "this build has no Metal support: rebuild with `--features metal`",
@@ -81,7 +82,11 @@ pub fn expected_tensors(card: &ModelCard) -> Result<Vec<(String, Vec<usize>)>> {
 /// Freshly initialised weights for `card`, reproducible from `seed`: dense
 /// layers uniform in ±1/√fan-in, norms at identity, the last layer of every
 /// residual block at zero so each block starts as the identity.
-pub fn initial_weights(card: &ModelCard, seed: u64, device: &Device) -> Result<HashMap<String, Tensor>> {
+pub fn initial_weights(
+    card: &ModelCard,
+    seed: u64,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = HashMap::new();
     for (name, shape) in expected_tensors(card)? {
@@ -94,7 +99,9 @@ pub fn initial_weights(card: &ModelCard, seed: u64, device: &Device) -> Result<H
         } else {
             let fan_in = *shape.last().unwrap_or(&1) as f32;
             let bound = 1.0 / fan_in.sqrt();
-            (0..count).map(|_| rng.random_range(-bound..bound)).collect()
+            (0..count)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
         };
         out.insert(name, Tensor::from_vec(values, shape, device)?);
     }
@@ -127,11 +134,17 @@ impl ScoreModel {
 
     /// Builds a model from a card's JSON and safetensors bytes; `origin` names
     /// the weights in messages.
-    pub fn from_bytes(card_json: &[u8], weights: &[u8], origin: &Path, device: &Device) -> Result<ScoreModel> {
+    pub fn from_bytes(
+        card_json: &[u8],
+        weights: &[u8],
+        origin: &Path,
+        device: &Device,
+    ) -> Result<ScoreModel> {
         let card_file = card_path(origin);
         let card: ModelCard = serde_json::from_slice(card_json)
             .map_err(|e| CantorError::model(&card_file, format!("not a valid model card: {e}")))?;
-        card.validate().map_err(|m| CantorError::model(&card_file, m))?;
+        card.validate()
+            .map_err(|m| CantorError::model(&card_file, m))?;
         check_weights(&card, weights, origin)?;
         let vb = VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, device)
             .map_err(|e| CantorError::model(origin, format!("cannot read tensors: {e}")))?;
@@ -146,7 +159,11 @@ impl ScoreModel {
     }
 
     /// A model with the given weights (e.g. fresh from `initial_weights`).
-    pub fn from_tensors(card: ModelCard, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<ScoreModel> {
+    pub fn from_tensors(
+        card: ModelCard,
+        tensors: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<ScoreModel> {
         card.validate().map_err(CantorError::input)?;
         let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
         let network = ScoreNetwork::new(&card.architecture, &card.vocabulary, vb)?;
@@ -315,9 +332,14 @@ mod tests {
             Tensor::zeros((16, 3), DType::F32, &Device::Cpu).unwrap(),
         );
         ScoreModel::save(&card, &weights, &path).unwrap();
-        let err = ScoreModel::load(&path, &Device::Cpu).unwrap_err().to_string();
+        let err = ScoreModel::load(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.safetensors"), "{err}");
-        assert!(err.contains("'blocks.1.taps.weight' has shape [16, 3] but the card says [16, 48]"), "{err}");
+        assert!(
+            err.contains("'blocks.1.taps.weight' has shape [16, 3] but the card says [16, 48]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -325,11 +347,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("junk.safetensors");
         std::fs::write(&path, b"this is not a tensor file").unwrap();
-        std::fs::write(card_path(&path), serde_json::to_string(&tiny_card()).unwrap()).unwrap();
-        let err = ScoreModel::load(&path, &Device::Cpu).unwrap_err().to_string();
+        std::fs::write(
+            card_path(&path),
+            serde_json::to_string(&tiny_card()).unwrap(),
+        )
+        .unwrap();
+        let err = ScoreModel::load(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a readable safetensors file"), "{err}");
         std::fs::write(card_path(&path), b"{ nope").unwrap();
-        let err = ScoreModel::load(&path, &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("junk.json") && err.contains("not a valid model card"), "{err}");
+        let err = ScoreModel::load(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("junk.json") && err.contains("not a valid model card"),
+            "{err}"
+        );
+    }
+}
+
+/// The model shipped with Cantor, compiled into the binary: trained on the
+/// JSB chorales (see `models/README.md`).
+pub mod shipped {
+    use std::path::Path;
+
+    use candle_core::Device;
+
+    use super::ScoreModel;
+    use crate::error::Result;
+
+    pub const CARD: &[u8] = include_bytes!("../../models/chorales.json");
+    pub const WEIGHTS: &[u8] = include_bytes!("../../models/chorales.safetensors");
+
+    /// Loads the shipped model onto `device`.
+    pub fn load(device: &Device) -> Result<ScoreModel> {
+        ScoreModel::from_bytes(
+            CARD,
+            WEIGHTS,
+            Path::new("(built-in) models/chorales.safetensors"),
+            device,
+        )
     }
 }

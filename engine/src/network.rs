@@ -138,7 +138,9 @@ impl ResidualBlock {
     /// `xs`: (B, T, H); `noise`: (B, 1, H).
     fn forward(&self, xs: &Tensor, noise: &Tensor, differentiable: bool) -> Result<Tensor> {
         let h = candle_nn::ops::silu(&self.norm1.forward(xs, differentiable)?)?;
-        let h = self.taps.forward(&shifted_taps(&h, self.kernel, self.dilation)?)?;
+        let h = self
+            .taps
+            .forward(&shifted_taps(&h, self.kernel, self.dilation)?)?;
         let h = h.broadcast_add(&self.sigma.forward(noise)?)?;
         let h = candle_nn::ops::silu(&self.norm2.forward(&h, differentiable)?)?;
         xs + self.mix.forward(&h)?
@@ -220,7 +222,9 @@ impl ScoreNetwork {
             .collect();
         let scale = Tensor::from_vec(scale, (sigmas.len(), 1, 1), device)?;
         let x_in = x.broadcast_mul(&scale)?;
-        let mut h = self.input.forward(&Tensor::cat(&[&x_in, conditioning], D::Minus1)?)?;
+        let mut h = self
+            .input
+            .forward(&Tensor::cat(&[&x_in, conditioning], D::Minus1)?)?;
         for block in &self.blocks {
             h = block.forward(&h, &noise, self.differentiable)?;
         }
@@ -270,7 +274,12 @@ impl ScoreNetwork {
 
     /// Every weight by its safetensors name.
     pub fn named_tensors(&self) -> HashMap<String, &Tensor> {
-        fn put<'a>(out: &mut HashMap<String, &'a Tensor>, prefix: &str, weight: &'a Tensor, bias: &'a Tensor) {
+        fn put<'a>(
+            out: &mut HashMap<String, &'a Tensor>,
+            prefix: &str,
+            weight: &'a Tensor,
+            bias: &'a Tensor,
+        ) {
             out.insert(format!("{prefix}.weight"), weight);
             out.insert(format!("{prefix}.bias"), bias);
         }
@@ -278,13 +287,43 @@ impl ScoreNetwork {
         put(&mut out, "input", &self.input.weight, &self.input.bias);
         put(&mut out, "sigma", &self.sigma.weight, &self.sigma.bias);
         put(&mut out, "output", &self.output.weight, &self.output.bias);
-        put(&mut out, "out_norm", &self.out_norm.weight, &self.out_norm.bias);
+        put(
+            &mut out,
+            "out_norm",
+            &self.out_norm.weight,
+            &self.out_norm.bias,
+        );
         for (i, b) in self.blocks.iter().enumerate() {
-            put(&mut out, &format!("blocks.{i}.taps"), &b.taps.weight, &b.taps.bias);
-            put(&mut out, &format!("blocks.{i}.sigma"), &b.sigma.weight, &b.sigma.bias);
-            put(&mut out, &format!("blocks.{i}.mix"), &b.mix.weight, &b.mix.bias);
-            put(&mut out, &format!("blocks.{i}.norm1"), &b.norm1.weight, &b.norm1.bias);
-            put(&mut out, &format!("blocks.{i}.norm2"), &b.norm2.weight, &b.norm2.bias);
+            put(
+                &mut out,
+                &format!("blocks.{i}.taps"),
+                &b.taps.weight,
+                &b.taps.bias,
+            );
+            put(
+                &mut out,
+                &format!("blocks.{i}.sigma"),
+                &b.sigma.weight,
+                &b.sigma.bias,
+            );
+            put(
+                &mut out,
+                &format!("blocks.{i}.mix"),
+                &b.mix.weight,
+                &b.mix.bias,
+            );
+            put(
+                &mut out,
+                &format!("blocks.{i}.norm1"),
+                &b.norm1.weight,
+                &b.norm1.bias,
+            );
+            put(
+                &mut out,
+                &format!("blocks.{i}.norm2"),
+                &b.norm2.weight,
+                &b.norm2.bias,
+            );
         }
         out
     }

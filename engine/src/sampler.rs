@@ -70,6 +70,16 @@ impl Problem {
         })
     }
 
+    /// Whether a free cell may not hold: it follows a known cell and the
+    /// given score did not continue a note into it, so a hold would lengthen
+    /// a note outside the free region.
+    pub fn hold_forbidden(&self, step: usize, voice: Voice) -> bool {
+        step > 0
+            && self.mask.is_free(step, voice)
+            && !self.mask.is_free(step - 1, voice)
+            && self.score.get(step, voice) != Token::Hold
+    }
+
     /// Checks every known note fits the model's vocabulary.
     pub fn check_vocabulary(&self, vocab: &Vocabulary) -> Result<()> {
         for (step, cell) in self.score.cells().iter().enumerate() {
@@ -250,7 +260,11 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(model: &'a ScoreModel, problem: &'a Problem, settings: &'a SamplerSettings) -> Result<Run<'a>> {
+    fn new(
+        model: &'a ScoreModel,
+        problem: &'a Problem,
+        settings: &'a SamplerSettings,
+    ) -> Result<Run<'a>> {
         let vocab = &model.card.vocabulary;
         let device = model.device().clone();
         let steps = problem.score.len();
@@ -263,7 +277,7 @@ impl<'a> Run<'a> {
             .collect();
         let free_host: Vec<f32> = known_host.iter().map(|k| 1.0 - k).collect();
         let allowed = problem.constraints.allowed_indices(vocab);
-        let bias_host = logit_bias(&problem.mask, &allowed, vocab);
+        let bias_host = logit_bias(&problem.mask, problem, &allowed, vocab);
         let shape = (1, steps, channels);
         let cond = conditioning(&problem.score, &problem.mask, vocab);
         let cond_width = cond.len() / steps;
@@ -288,7 +302,11 @@ impl<'a> Run<'a> {
     fn gaussian(&mut self) -> Result<Tensor> {
         let n = self.steps * self.channels;
         let data: Vec<f32> = (0..n).map(|_| self.rng.sample(StandardNormal)).collect();
-        Ok(Tensor::from_vec(data, (1, self.steps, self.channels), &self.device)?)
+        Ok(Tensor::from_vec(
+            data,
+            (1, self.steps, self.channels),
+            &self.device,
+        )?)
     }
 
     fn denoise(&mut self, x: &Tensor, sigma: f32) -> Result<Tensor> {
@@ -313,7 +331,11 @@ impl<'a> Run<'a> {
         let start = (self.gaussian()? * sigmas[0] as f64)?;
         let mut x = self.clamp_known(&start, sigmas[0])?;
         let consistent = s.steps_per_level <= 1;
-        let stages = if consistent { sigmas.len() - 1 } else { sigmas.len() };
+        let stages = if consistent {
+            sigmas.len() - 1
+        } else {
+            sigmas.len()
+        };
         for level in 0..stages {
             let sigma = sigmas[level];
             let denoised = if consistent {
@@ -332,7 +354,8 @@ impl<'a> Run<'a> {
                 for _ in 0..s.steps_per_level {
                     let d = self.denoise(&x, sigma)?;
                     let score = ((&d - &x)? / (sigma as f64).powi(2))?;
-                    x = ((&x + (score * (alpha / 2.0))?)? + (self.gaussian()? * (alpha * tau).sqrt())?)?;
+                    x = ((&x + (score * (alpha / 2.0))?)?
+                        + (self.gaussian()? * (alpha * tau).sqrt())?)?;
                     x = self.clamp_known(&x, sigma)?;
                     last = Some(d);
                 }
@@ -379,7 +402,8 @@ impl<'a> Run<'a> {
             let fraction = if n == 0 {
                 1.0
             } else {
-                (BLOCK_MAX - n as f64 / (ANNEAL_FRACTION * total as f64) * (BLOCK_MAX - BLOCK_MIN)).max(BLOCK_MIN)
+                (BLOCK_MAX - n as f64 / (ANNEAL_FRACTION * total as f64) * (BLOCK_MAX - BLOCK_MIN))
+                    .max(BLOCK_MIN)
             };
             let mut block = Mask::none(self.steps);
             for &(t, v) in &free_cells {
@@ -394,12 +418,27 @@ impl<'a> Run<'a> {
             let cond = conditioning(&current, &block, &vocab);
             let width = cond.len() / self.steps;
             let cond = Tensor::from_vec(cond, (1, self.steps, width), &self.device)?;
-            let known = Tensor::from_vec(known_channels(&block, &vocab), (1, self.steps, self.channels), &self.device)?;
-            let values = (Tensor::from_vec(one_hot(&current, &vocab), (1, self.steps, self.channels), &self.device)? * &known)?;
+            let known = Tensor::from_vec(
+                known_channels(&block, &vocab),
+                (1, self.steps, self.channels),
+                &self.device,
+            )?;
+            let values = (Tensor::from_vec(
+                one_hot(&current, &vocab),
+                (1, self.steps, self.channels),
+                &self.device,
+            )? * &known)?;
             let x = (values + (self.gaussian()? * sigma as f64)?)?;
-            let bias = Tensor::from_vec(logit_bias(&block, &self.allowed, &vocab), (1, self.steps, self.channels), &self.device)?;
+            let bias = Tensor::from_vec(
+                logit_bias(&block, self.problem, &self.allowed, &vocab),
+                (1, self.steps, self.channels),
+                &self.device,
+            )?;
             self.evals += 1;
-            let d = self.model.network().denoise(&x, &cond, &[sigma], Some(&bias))?;
+            let d = self
+                .model
+                .network()
+                .denoise(&x, &cond, &[sigma], Some(&bias))?;
             let probs = d.flatten_all()?.to_vec1::<f32>()?;
             for t in 0..self.steps {
                 for voice in Voice::ALL {
@@ -409,8 +448,15 @@ impl<'a> Run<'a> {
                     let row = &probs[t * self.channels..(t + 1) * self.channels];
                     let o = vocab.offset(voice);
                     let p = &row[o..o + vocab.voice_size(voice)];
-                    let sounding_before = t > 0 && current.sounding(t - 1, voice).is_some();
-                    let index = choose(p, &self.allowed[voice.index()], sounding_before, Some((tau, &mut self.rng)));
+                    let sounding_before = t > 0
+                        && current.sounding(t - 1, voice).is_some()
+                        && !self.problem.hold_forbidden(t, voice);
+                    let index = choose(
+                        p,
+                        &self.allowed[voice.index()],
+                        sounding_before,
+                        Some((tau, &mut self.rng)),
+                    );
                     current.set(t, voice, vocab.token(voice, index));
                 }
             }
@@ -441,7 +487,8 @@ impl<'a> Run<'a> {
             for t in 0..self.steps {
                 let token = if self.problem.mask.is_free(t, voice) {
                     let p = &probs[t * self.channels + o..t * self.channels + o + n];
-                    let index = choose(p, &self.allowed[voice.index()], sounding, None);
+                    let may_hold = sounding && !self.problem.hold_forbidden(t, voice);
+                    let index = choose(p, &self.allowed[voice.index()], may_hold, None);
                     let token = vocab.token(voice, index);
                     if matches!(token, Token::Pitch(_)) {
                         out.set_velocity(t, voice, crate::grid::DEFAULT_VELOCITY);
@@ -465,7 +512,12 @@ impl<'a> Run<'a> {
 /// Picks a token index from a voice's distribution `p`: the most probable
 /// allowed one, or a draw from p^(1/τ) when `sample` is given. A hold is only
 /// allowed after a sounding note.
-fn choose(p: &[f32], allowed: &[bool], sounding_before: bool, sample: Option<(f32, &mut ChaCha8Rng)>) -> usize {
+fn choose(
+    p: &[f32],
+    allowed: &[bool],
+    sounding_before: bool,
+    sample: Option<(f32, &mut ChaCha8Rng)>,
+) -> usize {
     let ok = |i: usize| allowed[i] && (i != HOLD_INDEX || sounding_before);
     match sample {
         None => (0..p.len())
@@ -474,10 +526,16 @@ fn choose(p: &[f32], allowed: &[bool], sounding_before: bool, sample: Option<(f3
             .unwrap_or(0),
         Some((tau, rng)) => {
             let weights: Vec<f64> = (0..p.len())
-                .map(|i| if ok(i) { (p[i].max(0.0) as f64).powf(1.0 / tau as f64) } else { 0.0 })
+                .map(|i| {
+                    if ok(i) {
+                        (p[i].max(0.0) as f64).powf(1.0 / tau as f64)
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             let total: f64 = weights.iter().sum();
-            if !(total > 0.0) {
+            if total <= 0.0 || total.is_nan() {
                 return (0..p.len()).find(|i| ok(*i)).unwrap_or(0);
             }
             let mut u = rng.random::<f64>() * total;
@@ -494,7 +552,12 @@ fn choose(p: &[f32], allowed: &[bool], sounding_before: bool, sample: Option<(f3
 
 /// Row-major (T, C) logit bias: forbidden tokens of free cells get
 /// [`FORBIDDEN_LOGIT`].
-fn logit_bias(mask: &Mask, allowed: &[Vec<bool>; VOICES], vocab: &Vocabulary) -> Vec<f32> {
+fn logit_bias(
+    mask: &Mask,
+    problem: &Problem,
+    allowed: &[Vec<bool>; VOICES],
+    vocab: &Vocabulary,
+) -> Vec<f32> {
     let channels = vocab.total_size();
     let mut bias = vec![0.0f32; mask.len() * channels];
     for t in 0..mask.len() {
@@ -503,6 +566,9 @@ fn logit_bias(mask: &Mask, allowed: &[Vec<bool>; VOICES], vocab: &Vocabulary) ->
                 continue;
             }
             let o = t * channels + vocab.offset(voice);
+            if problem.hold_forbidden(t, voice) {
+                bias[o + HOLD_INDEX] = FORBIDDEN_LOGIT;
+            }
             for (i, ok) in allowed[voice.index()].iter().enumerate() {
                 if !ok {
                     bias[o + i] = FORBIDDEN_LOGIT;

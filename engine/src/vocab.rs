@@ -29,7 +29,12 @@ impl VoiceRange {
 
 impl std::fmt::Display for VoiceRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}–{}", pitch_name(self.lowest), pitch_name(self.highest))
+        write!(
+            f,
+            "{}–{}",
+            pitch_name(self.lowest),
+            pitch_name(self.highest)
+        )
     }
 }
 
@@ -157,7 +162,10 @@ mod tests {
         assert_eq!(vocab.offset(Voice::Alto), vocab.voice_size(Voice::Soprano));
         assert_eq!(
             vocab.total_size(),
-            Voice::ALL.iter().map(|v| vocab.voice_size(*v)).sum::<usize>()
+            Voice::ALL
+                .iter()
+                .map(|v| vocab.voice_size(*v))
+                .sum::<usize>()
         );
     }
 }

@@ -39,7 +39,9 @@ pub fn parse_jsb(bytes: &[u8], path: &Path) -> Result<JsbSplits> {
     let raw: HashMap<String, Vec<Vec<Vec<f64>>>> = serde_json::from_slice(bytes).map_err(|e| {
         CantorError::music(
             path,
-            format!("not JSB chorale JSON (expected {{\"train\": [[[S, A, T, B], …], …], …}}): {e}"),
+            format!(
+                "not JSB chorale JSON (expected {{\"train\": [[[S, A, T, B], …], …], …}}): {e}"
+            ),
         )
     })?;
     let mut splits = JsbSplits::default();
@@ -51,12 +53,16 @@ pub fn parse_jsb(bytes: &[u8], path: &Path) -> Result<JsbSplits> {
             _ => continue,
         };
         for (index, piece) in pieces.iter().enumerate() {
-            let score = jsb_piece(piece).map_err(|m| CantorError::music(path, format!("{name} piece {index}: {m}")))?;
+            let score = jsb_piece(piece)
+                .map_err(|m| CantorError::music(path, format!("{name} piece {index}: {m}")))?;
             target.push(score);
         }
     }
     if splits.train.is_empty() && splits.valid.is_empty() && splits.test.is_empty() {
-        return Err(CantorError::music(path, "no train, valid or test pieces in the file"));
+        return Err(CantorError::music(
+            path,
+            "no train, valid or test pieces in the file",
+        ));
     }
     Ok(splits)
 }
@@ -67,7 +73,10 @@ pub fn jsb_piece(steps: &[Vec<f64>]) -> Result<Score, String> {
     let mut previous = [None::<u8>; VOICES];
     for (t, step) in steps.iter().enumerate() {
         if step.len() != VOICES {
-            return Err(format!("step {t} has {} values, expected 4 (S A T B)", step.len()));
+            return Err(format!(
+                "step {t} has {} values, expected 4 (S A T B)",
+                step.len()
+            ));
         }
         for voice in Voice::ALL {
             let value = step[voice.index()];
@@ -107,7 +116,12 @@ mod tests {
     #[test]
     fn malformed_pieces_are_named() {
         let json = br#"{"train": [[[72, 67, 64]]]}"#;
-        let err = parse_jsb(json, Path::new("j.json")).unwrap_err().to_string();
-        assert_eq!(err, "j.json: train piece 0: step 0 has 3 values, expected 4 (S A T B)");
+        let err = parse_jsb(json, Path::new("j.json"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "j.json: train piece 0: step 0 has 3 values, expected 4 (S A T B)"
+        );
     }
 }

@@ -26,7 +26,8 @@ pub fn read_midi(path: &Path, layout: VoiceLayout) -> Result<Score> {
 
 /// Parses MIDI bytes; `path` is only used in messages.
 pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Score> {
-    let smf = Smf::parse(bytes).map_err(|e| CantorError::music(path, format!("not a readable MIDI file ({e})")))?;
+    let smf = Smf::parse(bytes)
+        .map_err(|e| CantorError::music(path, format!("not a readable MIDI file ({e})")))?;
     let ppq = match smf.header.timing {
         Timing::Metrical(t) => t.as_int() as u64,
         Timing::Timecode(..) => {
@@ -37,17 +38,26 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
         }
     };
     if ppq == 0 {
-        return Err(CantorError::music(path, "the file's ticks per quarter note is 0"));
+        return Err(CantorError::music(
+            path,
+            "the file's ticks per quarter note is 0",
+        ));
     }
     let to_step = |tick: u64| ((tick * STEPS_PER_QUARTER as u64 + ppq / 2) / ppq) as usize;
 
     let mut parts: BTreeMap<(usize, u8), Part> = BTreeMap::new();
     let mut time_signatures = Vec::new();
     let mut tempos = Vec::new();
+    let mut track_names: HashMap<usize, String> = HashMap::new();
     for (track_index, track) in smf.tracks.iter().enumerate() {
         let mut tick = 0u64;
         let mut open: HashMap<(u8, u8), VecDeque<(u64, u8)>> = HashMap::new();
-        let close = |parts: &mut BTreeMap<(usize, u8), Part>, channel: u8, key: u8, start: u64, end: u64, velocity: u8| {
+        let close = |parts: &mut BTreeMap<(usize, u8), Part>,
+                     channel: u8,
+                     key: u8,
+                     start: u64,
+                     end: u64,
+                     velocity: u8| {
             let part = parts.entry((track_index, channel)).or_default();
             let start_step = to_step(start);
             part.notes.push(PartNote {
@@ -69,24 +79,35 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
                                 .push_back((tick, vel.as_int()));
                         }
                         MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                            if let Some((start, vel)) = open.get_mut(&(channel, key.as_int())).and_then(|q| q.pop_front()) {
+                            if let Some((start, vel)) = open
+                                .get_mut(&(channel, key.as_int()))
+                                .and_then(|q| q.pop_front())
+                            {
                                 close(&mut parts, channel, key.as_int(), start, tick, vel);
                             }
                         }
                         _ => {}
                     }
                 }
-                TrackEventKind::Meta(MetaMessage::Tempo(us)) => tempos.push((to_step(tick), us.as_int())),
-                TrackEventKind::Meta(MetaMessage::TimeSignature(num, den_pow, _, _)) => {
-                    if num > 0 && den_pow <= 6 {
-                        time_signatures.push((
-                            to_step(tick),
-                            TimeSignature {
-                                numerator: num,
-                                denominator: 1 << den_pow,
-                            },
-                        ));
-                    }
+                TrackEventKind::Meta(MetaMessage::TrackName(name)) => {
+                    track_names.insert(
+                        track_index,
+                        String::from_utf8_lossy(name).trim().to_string(),
+                    );
+                }
+                TrackEventKind::Meta(MetaMessage::Tempo(us)) => {
+                    tempos.push((to_step(tick), us.as_int()))
+                }
+                TrackEventKind::Meta(MetaMessage::TimeSignature(num, den_pow, _, _))
+                    if num > 0 && den_pow <= 6 =>
+                {
+                    time_signatures.push((
+                        to_step(tick),
+                        TimeSignature {
+                            numerator: num,
+                            denominator: 1 << den_pow,
+                        },
+                    ));
                 }
                 _ => {}
             }
@@ -99,7 +120,12 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
         }
     }
     let single_track = smf.header.format == Format::SingleTrack
-        || parts.keys().map(|(t, _)| *t).collect::<std::collections::HashSet<_>>().len() == 1;
+        || parts
+            .keys()
+            .map(|(t, _)| *t)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == 1;
     let parts: Vec<Part> = if single_track {
         parts
             .into_iter()
@@ -113,12 +139,26 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
         let mut by_track: BTreeMap<usize, Part> = BTreeMap::new();
         for ((track, _), p) in parts {
             let part = by_track.entry(track).or_default();
-            part.name = format!("track {}", track + 1);
+            part.name = match track_names.get(&track) {
+                Some(name) if !name.is_empty() => format!("track {} '{name}'", track + 1),
+                _ => format!("track {}", track + 1),
+            };
+            part.voice_hint = track_names
+                .get(&track)
+                .and_then(|n| super::voice_from_name(n));
             part.notes.extend(p.notes);
         }
         by_track.into_values().collect()
     };
-    assemble(path, parts, Timeline { time_signatures, tempos }, layout)
+    assemble(
+        path,
+        parts,
+        Timeline {
+            time_signatures,
+            tempos,
+        },
+        layout,
+    )
 }
 
 /// Writes `score` as a type-1 MIDI file (atomically).
@@ -131,7 +171,8 @@ pub fn midi_bytes(score: &Score) -> Vec<u8> {
     let ticks_per_step = (WRITE_PPQ as usize / STEPS_PER_QUARTER) as u64;
     let names: Vec<String> = Voice::ALL.iter().map(|v| capitalised(v.name())).collect();
 
-    let mut conductor: Vec<(u64, TrackEventKind)> = vec![(0, TrackEventKind::Meta(MetaMessage::TrackName(b"Cantor")))];
+    let mut conductor: Vec<(u64, TrackEventKind)> =
+        vec![(0, TrackEventKind::Meta(MetaMessage::TrackName(b"Cantor")))];
     for (step, ts) in score.time_signatures() {
         let den_pow = ts.denominator.max(1).trailing_zeros() as u8;
         conductor.push((
@@ -174,19 +215,26 @@ pub fn midi_bytes(score: &Score) -> Vec<u8> {
                 1, // note-offs before note-ons at the same tick
                 TrackEventKind::Midi {
                     channel,
-                    message: MidiMessage::NoteOff { key, vel: u7::new(0) },
+                    message: MidiMessage::NoteOff {
+                        key,
+                        vel: u7::new(0),
+                    },
                 },
             ));
         }
         events.sort_by_key(|e| (e.0, e.1));
-        tracks.push(to_track(events.into_iter().map(|(t, _, k)| (t, k)).collect(), end_tick));
+        tracks.push(to_track(
+            events.into_iter().map(|(t, _, k)| (t, k)).collect(),
+            end_tick,
+        ));
     }
     let smf = Smf {
         header: Header::new(Format::Parallel, Timing::Metrical(u15::new(WRITE_PPQ))),
         tracks,
     };
     let mut out = Vec::new();
-    smf.write_std(&mut out).expect("writing to a Vec cannot fail");
+    smf.write_std(&mut out)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
@@ -255,10 +303,15 @@ mod tests {
         let err = parse_midi(b"MThd\x00\x00", Path::new("broken.mid"), VoiceLayout::Auto)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("broken.mid: not a readable MIDI file"), "{err}");
+        assert!(
+            err.starts_with("broken.mid: not a readable MIDI file"),
+            "{err}"
+        );
         let mut bytes = midi_bytes(&four_voice_score());
         bytes.truncate(bytes.len() / 2);
-        let err = parse_midi(&bytes, Path::new("cut.mid"), VoiceLayout::Auto).unwrap_err().to_string();
+        let err = parse_midi(&bytes, Path::new("cut.mid"), VoiceLayout::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("cut.mid: "), "{err}");
     }
 }

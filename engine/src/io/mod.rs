@@ -44,6 +44,9 @@ pub struct Part {
     /// What to call it in messages ("track 2", "part 'Alto'").
     pub name: String,
     pub notes: Vec<PartNote>,
+    /// The voice the file names this part for (a track or part called
+    /// "Alto", say), if any.
+    pub voice_hint: Option<Voice>,
 }
 
 /// Meter and tempo read alongside the notes, in grid steps.
@@ -72,19 +75,15 @@ pub fn read_music(path: &Path, layout: VoiceLayout) -> Result<Score> {
 
 /// Builds the score: assigns parts to voices, then lays the notes on a grid
 /// that ends on a bar line.
-pub fn assemble(path: &Path, parts: Vec<Part>, timeline: Timeline, layout: VoiceLayout) -> Result<Score> {
+pub fn assemble(
+    path: &Path,
+    parts: Vec<Part>,
+    timeline: Timeline,
+    layout: VoiceLayout,
+) -> Result<Score> {
     let parts: Vec<Part> = parts.into_iter().filter(|p| !p.notes.is_empty()).collect();
-    build(path, parts, timeline, |score, parts| assign_voices(path, score, parts, layout))
-}
-
-/// Like [`assemble`] for parts already in soprano-to-bass order.
-pub(crate) fn assemble_in_voice_order(path: &Path, parts: Vec<Part>, timeline: Timeline) -> Result<Score> {
     build(path, parts, timeline, |score, parts| {
-        let mut notes = Vec::new();
-        for (part, voice) in parts.iter().zip(Voice::ALL) {
-            notes.extend(monophonic_line(path, score, part, voice, false)?);
-        }
-        Ok(notes)
+        assign_voices(path, score, parts, layout)
     })
 }
 
@@ -114,7 +113,21 @@ fn build(
 }
 
 /// Decides which part sings which voice and makes each voice one line.
-pub fn assign_voices(path: &Path, score: &Score, parts: Vec<Part>, layout: VoiceLayout) -> Result<Vec<Note>> {
+pub fn assign_voices(
+    path: &Path,
+    score: &Score,
+    parts: Vec<Part>,
+    layout: VoiceLayout,
+) -> Result<Vec<Note>> {
+    if layout == VoiceLayout::Auto {
+        if let Some(named) = named_voices(&parts) {
+            let mut notes = Vec::new();
+            for (part, voice) in named {
+                notes.extend(monophonic_line(path, score, part, voice, false)?);
+            }
+            return Ok(notes);
+        }
+    }
     match layout {
         VoiceLayout::Melody(voice) => {
             if parts.len() > 1 {
@@ -130,6 +143,9 @@ pub fn assign_voices(path: &Path, score: &Score, parts: Vec<Part>, layout: Voice
             }
             let part = parts.into_iter().next().expect("one part");
             monophonic_line(path, score, &part, voice, true)
+        }
+        VoiceLayout::Auto if parts.len() == 1 && is_one_line(&parts[0]) => {
+            monophonic_line(path, score, &parts[0], Voice::Soprano, true)
         }
         VoiceLayout::Auto if parts.len() == 1 => split_chords(path, score, &parts[0]),
         VoiceLayout::Auto => {
@@ -154,6 +170,43 @@ pub fn assign_voices(path: &Path, score: &Score, parts: Vec<Part>, layout: Voice
             Ok(notes)
         }
     }
+}
+
+/// Parts whose names say which voice they sing, when those names can be
+/// trusted: every named voice named once, and either every part named or all
+/// four voices named (other parts, such as instruments doubling the voices in
+/// many chorale editions, are then left out).
+fn named_voices(parts: &[Part]) -> Option<Vec<(&Part, Voice)>> {
+    let named: Vec<(&Part, Voice)> = parts
+        .iter()
+        .filter_map(|p| p.voice_hint.map(|v| (p, v)))
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    let distinct = Voice::ALL
+        .iter()
+        .all(|v| named.iter().filter(|(_, n)| n == v).count() <= 1);
+    (distinct && (named.len() == parts.len() || named.len() == VOICES)).then_some(named)
+}
+
+/// The voice a track or part name stands for ("Soprano", "S.", "Basso", …).
+pub fn voice_from_name(name: &str) -> Option<Voice> {
+    let lower = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    match lower.as_str() {
+        "sopran" | "soprano 1" | "cantus" | "discantus" => Some(Voice::Soprano),
+        "altus" => Some(Voice::Alto),
+        "tenore" => Some(Voice::Tenor),
+        "bassus" => Some(Voice::Bass),
+        other => Voice::parse(other),
+    }
+}
+
+/// No two notes of the part start together (overlaps are legato, not chords).
+fn is_one_line(part: &Part) -> bool {
+    let mut starts: Vec<usize> = part.notes.iter().map(|n| n.start).collect();
+    starts.sort_unstable();
+    starts.windows(2).all(|w| w[0] != w[1])
 }
 
 fn mean_pitch(part: &Part) -> f64 {
@@ -191,7 +244,13 @@ fn voices_for_parts(parts: &[Part]) -> Vec<Voice> {
 
 /// One part as one voice. Two notes starting together are an error; a note
 /// still sounding when the next begins is cut there (legato playing).
-fn monophonic_line(path: &Path, score: &Score, part: &Part, voice: Voice, melody: bool) -> Result<Vec<Note>> {
+fn monophonic_line(
+    path: &Path,
+    score: &Score,
+    part: &Part,
+    voice: Voice,
+    melody: bool,
+) -> Result<Vec<Note>> {
     let mut notes = part.notes.clone();
     notes.sort_by_key(|n| (n.start, std::cmp::Reverse(n.pitch)));
     for pair in notes.windows(2) {
@@ -238,12 +297,20 @@ fn split_chords(path: &Path, score: &Score, part: &Part) -> Result<Vec<Note>> {
     let mut i = 0;
     while i < notes.len() {
         let start = notes[i].start;
-        let group: Vec<PartNote> = notes[i..].iter().take_while(|n| n.start == start).copied().collect();
+        let group: Vec<PartNote> = notes[i..]
+            .iter()
+            .take_while(|n| n.start == start)
+            .copied()
+            .collect();
         i += group.len();
         let free: Vec<usize> = (0..VOICES).filter(|v| busy_until[*v] <= start).collect();
         // A voice still sounding is cut if there are more new notes than free
         // voices (a new chord over a held one).
-        let free = if group.len() > free.len() { (0..VOICES).collect() } else { free };
+        let free = if group.len() > free.len() {
+            (0..VOICES).collect()
+        } else {
+            free
+        };
         if group.len() > free.len() {
             return Err(CantorError::music(
                 path,
@@ -331,10 +398,19 @@ mod tests {
     fn chords_split_into_voices_by_pitch() {
         let part = Part {
             name: "track 1".into(),
-            notes: vec![pn(72, 0, 4), pn(64, 0, 4), pn(55, 0, 4), pn(48, 0, 4), pn(74, 4, 8), pn(47, 4, 8)],
+            voice_hint: None,
+            notes: vec![
+                pn(72, 0, 4),
+                pn(64, 0, 4),
+                pn(55, 0, 4),
+                pn(48, 0, 4),
+                pn(74, 4, 8),
+                pn(47, 4, 8),
+            ],
         };
         let score = Score::new(8);
-        let notes = assign_voices(Path::new("x.mid"), &score, vec![part], VoiceLayout::Auto).unwrap();
+        let notes =
+            assign_voices(Path::new("x.mid"), &score, vec![part], VoiceLayout::Auto).unwrap();
         let voice_of = |pitch: u8| notes.iter().find(|n| n.pitch == pitch).unwrap().voice;
         assert_eq!(voice_of(72), Voice::Soprano);
         assert_eq!(voice_of(64), Voice::Alto);
@@ -348,29 +424,52 @@ mod tests {
     fn a_chord_in_a_melody_is_an_error_with_its_position() {
         let part = Part {
             name: "track 1".into(),
+            voice_hint: None,
             notes: vec![pn(72, 0, 4), pn(72, 20, 24), pn(76, 20, 24)],
         };
         let score = Score::new(32);
-        let err = assign_voices(Path::new("tune.mid"), &score, vec![part], VoiceLayout::Melody(Voice::Soprano))
-            .unwrap_err()
-            .to_string();
+        let err = assign_voices(
+            Path::new("tune.mid"),
+            &score,
+            vec![part],
+            VoiceLayout::Melody(Voice::Soprano),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("tune.mid: bar 2, beat 2"), "{err}");
-        assert!(err.contains("E5") && err.contains("C5") && err.contains("one voice"), "{err}");
+        assert!(
+            err.contains("E5") && err.contains("C5") && err.contains("one voice"),
+            "{err}"
+        );
     }
 
     #[test]
     fn two_parts_become_soprano_and_bass() {
         let high = Part {
             name: "a".into(),
+            voice_hint: None,
             notes: vec![pn(72, 0, 4)],
         };
         let low = Part {
             name: "b".into(),
+            voice_hint: None,
             notes: vec![pn(48, 0, 4)],
         };
         let score = Score::new(4);
-        let notes = assign_voices(Path::new("x.mid"), &score, vec![low, high], VoiceLayout::Auto).unwrap();
-        assert_eq!(notes.iter().find(|n| n.pitch == 72).unwrap().voice, Voice::Soprano);
-        assert_eq!(notes.iter().find(|n| n.pitch == 48).unwrap().voice, Voice::Bass);
+        let notes = assign_voices(
+            Path::new("x.mid"),
+            &score,
+            vec![low, high],
+            VoiceLayout::Auto,
+        )
+        .unwrap();
+        assert_eq!(
+            notes.iter().find(|n| n.pitch == 72).unwrap().voice,
+            Voice::Soprano
+        );
+        assert_eq!(
+            notes.iter().find(|n| n.pitch == 48).unwrap().voice,
+            Voice::Bass
+        );
     }
 }

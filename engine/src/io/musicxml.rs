@@ -15,7 +15,7 @@ use roxmltree::{Document, Node};
 
 use super::{assemble, Part, PartNote, Timeline, VoiceLayout};
 use crate::error::{CantorError, Result};
-use crate::grid::{Score, TimeSignature, Voice, DEFAULT_VELOCITY, STEPS_PER_QUARTER};
+use crate::grid::{Score, TimeSignature, DEFAULT_VELOCITY, STEPS_PER_QUARTER};
 
 pub fn read_musicxml(path: &Path, layout: VoiceLayout) -> Result<Score> {
     let bytes = std::fs::read(path).map_err(|e| CantorError::io(path, e))?;
@@ -26,7 +26,8 @@ pub fn read_musicxml(path: &Path, layout: VoiceLayout) -> Result<Score> {
     let text = if is_mxl || bytes.starts_with(b"PK") {
         unzip_score(&bytes, path)?
     } else {
-        String::from_utf8(bytes).map_err(|_| CantorError::music(path, "not UTF-8 text, so not MusicXML"))?
+        String::from_utf8(bytes)
+            .map_err(|_| CantorError::music(path, "not UTF-8 text, so not MusicXML"))?
     };
     parse_musicxml(&text, path, layout)
 }
@@ -54,22 +55,29 @@ fn unzip_score(bytes: &[u8], path: &Path) -> Result<String> {
         Some(name) => name,
         None => archive
             .file_names()
-            .find(|n| !n.starts_with("META-INF") && (n.ends_with(".xml") || n.ends_with(".musicxml")))
+            .find(|n| {
+                !n.starts_with("META-INF") && (n.ends_with(".xml") || n.ends_with(".musicxml"))
+            })
             .map(str::to_string)
             .ok_or_else(|| CantorError::music(path, "the .mxl archive holds no MusicXML score"))?,
     };
-    let mut file = archive
-        .by_name(&name)
-        .map_err(|_| CantorError::music(path, format!("the .mxl archive names '{name}' but lacks it")))?;
+    let mut file = archive.by_name(&name).map_err(|_| {
+        CantorError::music(
+            path,
+            format!("the .mxl archive names '{name}' but lacks it"),
+        )
+    })?;
     let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| CantorError::music(path, format!("cannot read '{name}' from the archive: {e}")))?;
+    file.read_to_string(&mut text).map_err(|e| {
+        CantorError::music(path, format!("cannot read '{name}' from the archive: {e}"))
+    })?;
     Ok(text)
 }
 
 /// Parses MusicXML text; `path` is only used in messages.
 pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Score> {
-    let doc = Document::parse(text).map_err(|e| CantorError::music(path, format!("not valid XML ({e})")))?;
+    let doc = Document::parse(text)
+        .map_err(|e| CantorError::music(path, format!("not valid XML ({e})")))?;
     let root = doc.root_element();
     match root.tag_name().name() {
         "score-partwise" => {}
@@ -99,22 +107,26 @@ pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Sc
     let mut parts = Vec::new();
     let mut timeline = Timeline::default();
     let mut pickup_padding: Option<usize> = None;
-    for (index, part_node) in root.children().filter(|n| n.has_tag_name("part")).enumerate() {
+    for (index, part_node) in root
+        .children()
+        .filter(|n| n.has_tag_name("part"))
+        .enumerate()
+    {
         let id = part_node.attribute("id").unwrap_or("");
-        let name = names.get(id).cloned().unwrap_or_else(|| format!("P{}", index + 1));
+        let name = names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("P{}", index + 1));
         let read = read_part(part_node, path, &name)?;
         if index == 0 {
             timeline = read.timeline;
             pickup_padding = Some(read.pickup_padding);
         }
-        let voice_hint = voice_from_part_name(&name);
-        parts.push((
-            Part {
-                name: format!("part '{name}'"),
-                notes: read.notes,
-            },
-            voice_hint,
-        ));
+        parts.push(Part {
+            name: format!("part '{name}'"),
+            notes: read.notes,
+            voice_hint: super::voice_from_name(&name),
+        });
     }
     if parts.is_empty() {
         return Err(CantorError::music(path, "the score has no parts"));
@@ -123,7 +135,7 @@ pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Sc
     // Pad a pickup bar so the first full bar starts on a bar line.
     let pad = pickup_padding.unwrap_or(0);
     if pad > 0 {
-        for (part, _) in &mut parts {
+        for part in &mut parts {
             for n in &mut part.notes {
                 n.start += pad;
                 n.end += pad;
@@ -137,33 +149,7 @@ pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Sc
         }
     }
 
-    // Parts named after the four voices win over instrument doublings.
-    let named: Vec<Voice> = parts.iter().filter_map(|(_, v)| *v).collect();
-    let all_four_named = layout == VoiceLayout::Auto
-        && Voice::ALL.iter().all(|v| named.iter().filter(|n| *n == v).count() == 1);
-    if all_four_named {
-        let mut ordered: Vec<Part> = Vec::new();
-        for voice in Voice::ALL {
-            let (part, _) = parts
-                .iter()
-                .find(|(_, v)| *v == Some(voice))
-                .expect("each voice named once");
-            ordered.push(part.clone());
-        }
-        return super::assemble_in_voice_order(path, ordered, timeline);
-    }
-    assemble(path, parts.into_iter().map(|(p, _)| p).collect(), timeline, layout)
-}
-
-fn voice_from_part_name(name: &str) -> Option<Voice> {
-    let lower = name.trim().trim_end_matches('.').to_ascii_lowercase();
-    match lower.as_str() {
-        "soprano" | "sopran" | "s" | "soprano 1" | "cantus" | "discantus" => Some(Voice::Soprano),
-        "alto" | "alt" | "a" | "altus" => Some(Voice::Alto),
-        "tenor" | "tenore" | "t" => Some(Voice::Tenor),
-        "bass" | "basso" | "bassus" | "b" => Some(Voice::Bass),
-        _ => None,
-    }
+    assemble(path, parts, timeline, layout)
 }
 
 struct ReadPart {
@@ -186,7 +172,10 @@ fn number(node: Node, tag: &str, path: &Path, part: &str) -> Result<Option<f64>>
         Some(t) => t.parse::<f64>().map(Some).map_err(|_| {
             CantorError::music(
                 path,
-                format!("part '{part}', line {}: <{tag}> is '{t}', not a number", line_of(node)),
+                format!(
+                    "part '{part}', line {}: <{tag}> is '{t}', not a number",
+                    line_of(node)
+                ),
             )
         }),
     }
@@ -208,7 +197,11 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
     let mut pickup_padding = 0;
     let mut current_ts = TimeSignature::COMMON;
 
-    for (measure_index, measure) in part.children().filter(|n| n.has_tag_name("measure")).enumerate() {
+    for (measure_index, measure) in part
+        .children()
+        .filter(|n| n.has_tag_name("measure"))
+        .enumerate()
+    {
         let mut pos = measure_start;
         let mut furthest = measure_start;
         let mut last_start = measure_start;
@@ -217,18 +210,27 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                 "attributes" => {
                     if let Some(d) = number(child, "divisions", path, name)? {
                         if d <= 0.0 {
-                            return Err(CantorError::music(path, format!("part '{name}': <divisions> must be positive")));
+                            return Err(CantorError::music(
+                                path,
+                                format!("part '{name}': <divisions> must be positive"),
+                            ));
                         }
                         divisions = d;
                     }
                     if let Some(time) = child.children().find(|n| n.has_tag_name("time")) {
                         let beats = child_text(time, "beats").and_then(|b| {
                             // Compound signatures like "3+2" add up.
-                            b.split('+').map(|x| x.trim().parse::<u8>().ok()).sum::<Option<u8>>()
+                            b.split('+')
+                                .map(|x| x.trim().parse::<u8>().ok())
+                                .sum::<Option<u8>>()
                         });
-                        let beat_type = child_text(time, "beat-type").and_then(|b| b.parse::<u8>().ok());
+                        let beat_type =
+                            child_text(time, "beat-type").and_then(|b| b.parse::<u8>().ok());
                         if let (Some(numerator), Some(denominator)) = (beats, beat_type) {
-                            current_ts = TimeSignature { numerator, denominator };
+                            current_ts = TimeSignature {
+                                numerator,
+                                denominator,
+                            };
                             timeline.time_signatures.push((to_step(pos), current_ts));
                         }
                     }
@@ -239,19 +241,29 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                     } else {
                         child.children().find(|n| n.has_tag_name("sound"))
                     };
-                    if let Some(tempo) = sound.and_then(|s| s.attribute("tempo")).and_then(|t| t.parse::<f64>().ok()) {
+                    if let Some(tempo) = sound
+                        .and_then(|s| s.attribute("tempo"))
+                        .and_then(|t| t.parse::<f64>().ok())
+                    {
                         if tempo > 0.0 {
-                            timeline.tempos.push((to_step(pos), (60_000_000.0 / tempo).round() as u32));
+                            timeline
+                                .tempos
+                                .push((to_step(pos), (60_000_000.0 / tempo).round() as u32));
                         }
                     }
                 }
-                "backup" => pos -= number(child, "duration", path, name)?.unwrap_or(0.0) / divisions,
-                "forward" => pos += number(child, "duration", path, name)?.unwrap_or(0.0) / divisions,
+                "backup" => {
+                    pos -= number(child, "duration", path, name)?.unwrap_or(0.0) / divisions
+                }
+                "forward" => {
+                    pos += number(child, "duration", path, name)?.unwrap_or(0.0) / divisions
+                }
                 "note" => {
                     if child.children().any(|n| n.has_tag_name("grace")) {
                         continue;
                     }
-                    let duration = number(child, "duration", path, name)?.unwrap_or(0.0) / divisions;
+                    let duration =
+                        number(child, "duration", path, name)?.unwrap_or(0.0) / divisions;
                     let is_chord = child.children().any(|n| n.has_tag_name("chord"));
                     let start = if is_chord { last_start } else { pos };
                     if !is_chord {
@@ -264,7 +276,8 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                     if *chosen != voice || child.children().any(|n| n.has_tag_name("cue")) {
                         continue;
                     }
-                    let Some(pitch_node) = child.children().find(|n| n.has_tag_name("pitch")) else {
+                    let Some(pitch_node) = child.children().find(|n| n.has_tag_name("pitch"))
+                    else {
                         continue; // a rest (or unpitched)
                     };
                     let pitch = read_pitch(pitch_node, path, name)?;
@@ -283,9 +296,15 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                         _ => {
                             if is_chord {
                                 // Keep the top note of a chord.
-                                if let Some(n) = notes.last_mut().filter(|n| n.start == start_step) {
+                                if let Some(n) = notes.last_mut().filter(|n| n.start == start_step)
+                                {
                                     if pitch > n.pitch {
-                                        *n = PartNote { pitch, start: start_step, end: end_step.max(start_step + 1), velocity: DEFAULT_VELOCITY };
+                                        *n = PartNote {
+                                            pitch,
+                                            start: start_step,
+                                            end: end_step.max(start_step + 1),
+                                            velocity: DEFAULT_VELOCITY,
+                                        };
                                     }
                                     continue;
                                 }
@@ -336,25 +355,42 @@ fn read_pitch(node: Node, path: &Path, part: &str) -> Result<u8> {
         other => {
             return Err(CantorError::music(
                 path,
-                format!("part '{part}', line {}: '{other}' is not a pitch step (A–G)", line_of(node)),
+                format!(
+                    "part '{part}', line {}: '{other}' is not a pitch step (A–G)",
+                    line_of(node)
+                ),
             ))
         }
     };
     let alter = number(node, "alter", path, part)?.unwrap_or(0.0).round() as i32;
     let octave = number(node, "octave", path, part)?.ok_or_else(|| {
-        CantorError::music(path, format!("part '{part}', line {}: a pitch without <octave>", line_of(node)))
+        CantorError::music(
+            path,
+            format!(
+                "part '{part}', line {}: a pitch without <octave>",
+                line_of(node)
+            ),
+        )
     })? as i32;
     let midi = (octave + 1) * 12 + pc + alter;
     u8::try_from(midi)
         .ok()
         .filter(|m| *m <= 127)
-        .ok_or_else(|| CantorError::music(path, format!("part '{part}', line {}: pitch {midi} is outside MIDI", line_of(node))))
+        .ok_or_else(|| {
+            CantorError::music(
+                path,
+                format!(
+                    "part '{part}', line {}: pitch {midi} is outside MIDI",
+                    line_of(node)
+                ),
+            )
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Token;
+    use crate::grid::{Token, Voice};
 
     fn part(id: &str, notes: &str) -> String {
         format!(
@@ -368,10 +404,14 @@ mod tests {
     fn document(parts: &[(&str, &str, String)]) -> String {
         let list: String = parts
             .iter()
-            .map(|(id, name, _)| format!(r#"<score-part id="{id}"><part-name>{name}</part-name></score-part>"#))
+            .map(|(id, name, _)| {
+                format!(r#"<score-part id="{id}"><part-name>{name}</part-name></score-part>"#)
+            })
             .collect();
         let body: String = parts.iter().map(|(_, _, p)| p.clone()).collect();
-        format!(r#"<?xml version="1.0"?><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#)
+        format!(
+            r#"<?xml version="1.0"?><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#
+        )
     }
 
     #[test]
@@ -395,24 +435,42 @@ mod tests {
     fn ties_merge_and_chords_keep_the_top_note() {
         let notes = r#"<note><pitch><step>E</step><octave>5</octave></pitch><duration>2</duration><voice>1</voice><tie type="start"/></note>
             <note><chord/><pitch><step>C</step><octave>5</octave></pitch><duration>2</duration><voice>1</voice></note>"#;
-        let xml = document(&[("P1", "Melody", format!(
-            r#"<part id="P1"><measure number="1"><attributes><divisions>2</divisions></attributes>{notes}
+        let xml = document(&[(
+            "P1",
+            "Melody",
+            format!(
+                r#"<part id="P1"><measure number="1"><attributes><divisions>2</divisions></attributes>{notes}
             <note><pitch><step>E</step><octave>5</octave></pitch><duration>6</duration><voice>1</voice><tie type="stop"/></note></measure></part>"#
-        ))]);
-        let score = parse_musicxml(&xml, Path::new("m.musicxml"), VoiceLayout::Melody(Voice::Soprano)).unwrap();
+            ),
+        )]);
+        let score = parse_musicxml(
+            &xml,
+            Path::new("m.musicxml"),
+            VoiceLayout::Melody(Voice::Soprano),
+        )
+        .unwrap();
         let notes = score.voice_notes(Voice::Soprano);
         assert_eq!(notes.len(), 1, "{notes:?}");
-        assert_eq!((notes[0].pitch, notes[0].start, notes[0].length), (76, 0, 16));
+        assert_eq!(
+            (notes[0].pitch, notes[0].start, notes[0].length),
+            (76, 0, 16)
+        );
     }
 
     #[test]
     fn bad_documents_are_named() {
-        let err = parse_musicxml("<score-partwise><part", Path::new("bad.musicxml"), VoiceLayout::Auto)
-            .unwrap_err()
-            .to_string();
+        let err = parse_musicxml(
+            "<score-partwise><part",
+            Path::new("bad.musicxml"),
+            VoiceLayout::Auto,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("bad.musicxml: not valid XML"), "{err}");
         let xml = document(&[("P1", "S", r#"<part id="P1"><measure><note><pitch><step>H</step><octave>4</octave></pitch><duration>1</duration></note></measure></part>"#.to_string())]);
-        let err = parse_musicxml(&xml, Path::new("h.musicxml"), VoiceLayout::Auto).unwrap_err().to_string();
+        let err = parse_musicxml(&xml, Path::new("h.musicxml"), VoiceLayout::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'H' is not a pitch step"), "{err}");
     }
 }

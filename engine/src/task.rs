@@ -1,0 +1,283 @@
+//! What a musician asks for — harmonize, continue, regenerate — as sampling
+//! problems, and [`compose`], the one entry point that solves them.
+//!
+//! `compose` also moves a problem into the model's range when the given
+//! notes sit outside it (a melody in a high key, say), samples there, and
+//! moves the result back, so known notes always come out exactly as given.
+
+use crate::constraints::{Constraints, Key};
+use crate::error::{CantorError, Result};
+use crate::grid::{Score, Token, Voice};
+use crate::mask::{Mask, MaskRegion};
+use crate::model::ScoreModel;
+use crate::sampler::{generate, Generation, Observer, Problem, SamplerSettings};
+use crate::vocab::{Vocabulary, VoiceRange};
+
+/// Key constraint as the user states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KeyChoice {
+    /// No key constraint.
+    #[default]
+    Free,
+    /// Estimate the key from the known notes.
+    Auto,
+    Fixed(Key),
+}
+
+impl KeyChoice {
+    /// `none`, `auto`, or a key such as `G major`.
+    pub fn parse(text: &str) -> Result<KeyChoice> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "none" | "free" | "off" => Ok(KeyChoice::Free),
+            "auto" => Ok(KeyChoice::Auto),
+            _ => Key::parse(text).map(KeyChoice::Fixed),
+        }
+    }
+
+    fn resolve(self, known: &Score, mask: &Mask) -> Option<Key> {
+        match self {
+            KeyChoice::Free => None,
+            KeyChoice::Fixed(k) => Some(k),
+            KeyChoice::Auto => {
+                let mut only_known = known.clone();
+                for step in 0..known.len() {
+                    for voice in Voice::ALL {
+                        if mask.is_free(step, voice) {
+                            only_known.set(step, voice, Token::Rest);
+                        }
+                    }
+                }
+                only_known.normalize();
+                Key::estimate(&only_known)
+            }
+        }
+    }
+}
+
+fn constraints_for(key: KeyChoice, score: &Score, mask: &Mask) -> Constraints {
+    Constraints {
+        key: key.resolve(score, mask),
+        ranges: [None; 4],
+    }
+}
+
+/// Harmonize: `voice` of `melody` is given, the other three are written.
+pub fn harmonize_problem(melody: &Score, voice: Voice, key: KeyChoice) -> Result<Problem> {
+    if melody.voice_is_silent(voice) {
+        return Err(CantorError::input(format!(
+            "nothing to harmonize: the {voice} has no notes"
+        )));
+    }
+    let mut score = melody.clone();
+    let mut mask = Mask::none(score.len());
+    for other in Voice::ALL.into_iter().filter(|v| *v != voice) {
+        mask.free_region(0..score.len(), &[other]);
+        for step in 0..score.len() {
+            score.set(step, other, Token::Rest);
+        }
+    }
+    let constraints = constraints_for(key, &score, &mask);
+    Problem::new(score, mask, constraints)
+}
+
+/// Continue: `bars` more bars after `phrase` (in its last time signature).
+/// Voices that are silent throughout the phrase are written for the phrase
+/// too, so a melody alone is harmonized and continued.
+pub fn continuation_problem(phrase: &Score, bars: usize, key: KeyChoice) -> Result<Problem> {
+    if bars == 0 {
+        return Err(CantorError::input("continue needs at least one bar"));
+    }
+    if phrase.notes().is_empty() {
+        return Err(CantorError::input(
+            "nothing to continue: the phrase has no notes",
+        ));
+    }
+    let known_len = phrase.len();
+    let bar = phrase
+        .time_signature_at(known_len.saturating_sub(1))
+        .steps_per_bar();
+    let score = phrase.extended(known_len + bars * bar);
+    let mut mask = Mask::none(score.len());
+    let silent: Vec<Voice> = Voice::ALL
+        .into_iter()
+        .filter(|v| phrase.voice_is_silent(*v))
+        .collect();
+    mask.free_region(0..known_len, &silent);
+    mask.free_region(known_len..score.len(), &Voice::ALL);
+    let constraints = constraints_for(key, &score, &mask);
+    Problem::new(score, mask, constraints)
+}
+
+/// Infill: regenerate exactly the cells of `regions`; every other note stays.
+pub fn infill_problem(piece: &Score, regions: &[MaskRegion], key: KeyChoice) -> Result<Problem> {
+    if regions.is_empty() {
+        return Err(CantorError::input(
+            "infill needs at least one --mask region",
+        ));
+    }
+    let mut mask = Mask::none(piece.len());
+    for region in regions {
+        region.apply(piece, &mut mask)?;
+    }
+    let constraints = constraints_for(key, piece, &mask);
+    Problem::new(piece.clone(), mask, constraints)
+}
+
+/// The smallest transposition (preferring none, then octaves, then the
+/// nearest semitones) that brings every known note into the model's ranges.
+pub fn fitting_transposition(problem: &Problem, vocab: &Vocabulary) -> Option<i32> {
+    let mut spans: [Option<(u8, u8)>; 4] = [None; 4];
+    for (step, cell) in problem.score.cells().iter().enumerate() {
+        for voice in Voice::ALL {
+            if problem.mask.is_free(step, voice) {
+                continue;
+            }
+            if let Token::Pitch(p) = cell[voice.index()] {
+                let span = &mut spans[voice.index()];
+                *span = Some(span.map_or((p, p), |(lo, hi)| (lo.min(p), hi.max(p))));
+            }
+        }
+    }
+    let fits = |shift: i32| {
+        Voice::ALL.iter().all(|v| match spans[v.index()] {
+            None => true,
+            Some((lo, hi)) => {
+                let r = vocab.range(*v);
+                lo as i32 + shift >= r.lowest as i32 && hi as i32 + shift <= r.highest as i32
+            }
+        })
+    };
+    let mut candidates = vec![0, -12, 12, -24, 24];
+    for d in 1..=11 {
+        candidates.extend([-d, d]);
+    }
+    candidates.into_iter().find(|s| fits(*s))
+}
+
+fn transpose_problem(problem: &Problem, shift: i32) -> Result<Problem> {
+    let score = problem
+        .score
+        .transposed(shift)
+        .ok_or_else(|| CantorError::input("cannot transpose the piece into the model's range"))?;
+    let mut constraints = problem.constraints.clone();
+    if let Some(key) = constraints.key.as_mut() {
+        key.tonic = ((key.tonic as i32 + shift).rem_euclid(12)) as u8;
+    }
+    for range in constraints.ranges.iter_mut().flatten() {
+        *range = VoiceRange {
+            lowest: (range.lowest as i32 + shift).clamp(0, 127) as u8,
+            highest: (range.highest as i32 + shift).clamp(0, 127) as u8,
+        };
+    }
+    Ok(Problem {
+        score,
+        mask: problem.mask.clone(),
+        constraints,
+    })
+}
+
+/// Solves `problem` with `model`: fits it into the model's range, samples,
+/// and moves the result back. Known cells come out exactly as given.
+pub fn compose(
+    model: &ScoreModel,
+    problem: &Problem,
+    settings: &SamplerSettings,
+    observer: &mut dyn Observer,
+) -> Result<Generation> {
+    if problem.mask.free_count() == 0 {
+        return Ok(Generation {
+            score: problem.score.clone(),
+            network_evals: 0,
+        });
+    }
+    let vocab = &model.card.vocabulary;
+    let shift = fitting_transposition(problem, vocab).ok_or_else(|| {
+        // Name the first note that cannot fit to make the message concrete.
+        match problem.check_vocabulary(vocab) {
+            Err(e) => CantorError::input(format!("{e}, and no transposition fits every voice")),
+            Ok(()) => CantorError::input("the given notes do not fit the model's voice ranges"),
+        }
+    })?;
+    if shift == 0 {
+        return generate(model, problem, settings, observer);
+    }
+    let moved = transpose_problem(problem, shift)?;
+    let generation = generate(model, &moved, settings, observer)?;
+    let mut score = generation
+        .score
+        .transposed(-shift)
+        .ok_or_else(|| CantorError::input("cannot transpose the result back"))?;
+    // Known cells are restored from the original, bit for bit.
+    for step in 0..score.len() {
+        for voice in Voice::ALL {
+            if !problem.mask.is_free(step, voice) {
+                score.set(step, voice, problem.score.get(step, voice));
+                score.set_velocity(step, voice, problem.score.velocity(step, voice));
+            }
+        }
+    }
+    Ok(Generation {
+        score,
+        network_evals: generation.network_evals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Note;
+
+    fn melody(pitches: &[u8]) -> Score {
+        let notes: Vec<Note> = pitches
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Note {
+                voice: Voice::Soprano,
+                pitch: *p,
+                start: i * 4,
+                length: 4,
+                velocity: 80,
+            })
+            .collect();
+        Score::from_notes(pitches.len() * 4, &notes)
+    }
+
+    #[test]
+    fn harmonize_frees_the_other_voices_only() {
+        let p =
+            harmonize_problem(&melody(&[72, 74, 76, 77]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(p.mask.free_count(), 16 * 3);
+        assert!(!p.mask.is_free(3, Voice::Soprano));
+    }
+
+    #[test]
+    fn continuation_adds_bars_and_harmonizes_a_lone_melody() {
+        let p = continuation_problem(&melody(&[72, 74, 76, 77]), 2, KeyChoice::Free).unwrap();
+        assert_eq!(p.score.len(), 16 + 32);
+        assert!(p.mask.is_free(0, Voice::Alto));
+        assert!(!p.mask.is_free(0, Voice::Soprano));
+        assert!(p.mask.is_free(20, Voice::Soprano));
+    }
+
+    #[test]
+    fn high_melodies_are_moved_into_range() {
+        let vocab = Vocabulary::chorales();
+        let p = harmonize_problem(&melody(&[86, 88, 84]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(fitting_transposition(&p, &vocab), Some(-12));
+        let p = harmonize_problem(&melody(&[72, 74]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(fitting_transposition(&p, &vocab), Some(0));
+        let p = harmonize_problem(&melody(&[40, 90]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(fitting_transposition(&p, &vocab), None);
+    }
+
+    #[test]
+    fn auto_key_reads_the_known_notes() {
+        let p = harmonize_problem(
+            &melody(&[67, 71, 74, 79, 78, 79]),
+            Voice::Soprano,
+            KeyChoice::Auto,
+        )
+        .unwrap();
+        assert_eq!(p.constraints.key, Some(Key::parse("G").unwrap()));
+    }
+}

@@ -1,0 +1,311 @@
+//! Behaviour of the samplers a user relies on, with a tiny random model:
+//! given notes are never changed, constraints hold, seeds reproduce, runs
+//! can be cancelled.
+
+use std::ops::ControlFlow;
+
+use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
+use cantor_engine::sampler::{AnnealingFrame, Observer};
+use cantor_engine::{
+    compose, continuation_problem, harmonize_problem, infill_problem, CantorError, Device, Key,
+    KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel, Token,
+    Unobserved, Vocabulary, Voice,
+};
+
+fn tiny_model() -> ScoreModel {
+    let mut card = ModelCard::new(
+        "tiny",
+        NetworkConfig::tiny(),
+        Vocabulary::chorales(),
+        NoiseSchedule {
+            sigma_max: 10.0,
+            sigma_min: 0.1,
+        },
+    );
+    card.sampling = SamplingDefaults {
+        levels: 6,
+        ..SamplingDefaults::default()
+    };
+    ScoreModel::random(card, 3, &Device::Cpu).unwrap()
+}
+
+fn settings(kind: SamplerKind, steps_per_level: usize, seed: u64) -> SamplerSettings {
+    SamplerSettings {
+        kind,
+        levels: 5,
+        steps_per_level,
+        step_size: 0.5,
+        temperature: 1.0,
+        seed,
+    }
+}
+
+fn all_settings() -> Vec<SamplerSettings> {
+    vec![
+        settings(SamplerKind::Langevin, 1, 1),
+        settings(SamplerKind::Langevin, 2, 2),
+        settings(SamplerKind::Gibbs, 1, 3),
+    ]
+}
+
+/// A four-bar melody with a held note, a repeated note and a rest.
+fn melody() -> Score {
+    let notes = [
+        (72, 0, 4),
+        (72, 4, 4),
+        (74, 8, 8),
+        (76, 20, 4),
+        (77, 24, 8),
+        (76, 32, 16),
+        (74, 48, 16),
+    ];
+    let notes: Vec<Note> = notes
+        .iter()
+        .map(|&(pitch, start, length)| Note {
+            voice: Voice::Soprano,
+            pitch,
+            start,
+            length,
+            velocity: 99,
+        })
+        .collect();
+    Score::from_notes(64, &notes)
+}
+
+fn chorale() -> Score {
+    let mut notes = melody().notes();
+    for (voice, base) in [(Voice::Alto, 67u8), (Voice::Tenor, 60), (Voice::Bass, 48)] {
+        for bar in 0..4 {
+            notes.push(Note {
+                voice,
+                pitch: base + bar as u8,
+                start: bar * 16,
+                length: if voice == Voice::Bass { 8 } else { 16 },
+                velocity: 70,
+            });
+        }
+    }
+    Score::from_notes(64, &notes)
+}
+
+#[test]
+fn harmonizing_never_changes_the_melody() {
+    let model = tiny_model();
+    let tune = melody();
+    let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    for s in all_settings() {
+        let out = compose(&model, &problem, &s, &mut Unobserved)
+            .unwrap()
+            .score;
+        assert_eq!(
+            out.voice_notes(Voice::Soprano),
+            tune.voice_notes(Voice::Soprano),
+            "{:?}",
+            s.kind
+        );
+        assert_eq!(out.len(), tune.len());
+    }
+}
+
+#[test]
+fn infill_changes_only_masked_cells() {
+    let model = tiny_model();
+    let piece = chorale();
+    let regions = [
+        MaskRegion::parse("bars=2").unwrap(),
+        MaskRegion::parse("voice=tenor,bars=4").unwrap(),
+    ];
+    let problem = infill_problem(&piece, &regions, KeyChoice::Free).unwrap();
+    for s in all_settings() {
+        let out = compose(&model, &problem, &s, &mut Unobserved)
+            .unwrap()
+            .score;
+        for step in 0..piece.len() {
+            for voice in Voice::ALL {
+                if !problem.mask.is_free(step, voice) {
+                    assert_eq!(
+                        out.get(step, voice),
+                        piece.get(step, voice),
+                        "step {step} {voice}"
+                    );
+                    assert_eq!(out.velocity(step, voice), piece.velocity(step, voice));
+                }
+            }
+        }
+        // Notes entirely outside the masked cells come out identical.
+        let untouched = |n: &Note| (n.start..n.end()).all(|t| !problem.mask.is_free(t, n.voice));
+        let before: Vec<Note> = piece.notes().into_iter().filter(untouched).collect();
+        let after: Vec<Note> = out.notes().into_iter().filter(untouched).collect();
+        assert_eq!(before, after);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_music() {
+    let model = tiny_model();
+    let problem = harmonize_problem(&melody(), Voice::Soprano, KeyChoice::Free).unwrap();
+    for s in all_settings() {
+        let a = compose(&model, &problem, &s, &mut Unobserved).unwrap();
+        let b = compose(&model, &problem, &s, &mut Unobserved).unwrap();
+        assert_eq!(a.score, b.score);
+        assert_eq!(a.network_evals, s.network_evals());
+    }
+}
+
+#[test]
+fn key_and_range_constraints_hold_for_every_written_note() {
+    let model = tiny_model();
+    let c_minor = Key::parse("c minor").unwrap();
+    let tune = melody();
+    let mut problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Fixed(c_minor)).unwrap();
+    let tenor = cantor_engine::VoiceRange {
+        lowest: 55,
+        highest: 62,
+    };
+    problem.constraints.ranges[Voice::Tenor.index()] = Some(tenor);
+    for s in all_settings() {
+        let out = compose(&model, &problem, &s, &mut Unobserved)
+            .unwrap()
+            .score;
+        for note in out.notes().iter().filter(|n| n.voice != Voice::Soprano) {
+            assert!(c_minor.contains(note.pitch), "{note:?} is not in C minor");
+            if note.voice == Voice::Tenor {
+                assert!(
+                    tenor.contains(note.pitch),
+                    "{note:?} outside the tenor range"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn melodies_outside_the_model_range_are_harmonized_in_place() {
+    let model = tiny_model();
+    let high = melody().transposed(12).unwrap(); // soprano up to F6
+    let problem = harmonize_problem(&high, Voice::Soprano, KeyChoice::Free).unwrap();
+    let out = compose(
+        &model,
+        &problem,
+        &settings(SamplerKind::Langevin, 1, 0),
+        &mut Unobserved,
+    )
+    .unwrap()
+    .score;
+    assert_eq!(
+        out.voice_notes(Voice::Soprano),
+        high.voice_notes(Voice::Soprano)
+    );
+}
+
+#[test]
+fn continuation_keeps_the_phrase_and_adds_bars() {
+    let model = tiny_model();
+    let phrase = chorale();
+    let problem = continuation_problem(&phrase, 2, KeyChoice::Free).unwrap();
+    let out = compose(
+        &model,
+        &problem,
+        &settings(SamplerKind::Langevin, 1, 0),
+        &mut Unobserved,
+    )
+    .unwrap()
+    .score;
+    assert_eq!(out.len(), 64 + 32);
+    assert_eq!(out.slice(0..64).notes(), phrase.notes());
+}
+
+struct CancelAfter(usize, usize);
+
+impl Observer for CancelAfter {
+    fn wants_preview(&self) -> bool {
+        true
+    }
+
+    fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
+        assert!(frame.preview.is_some());
+        self.1 += 1;
+        if frame.level >= self.0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+#[test]
+fn a_run_can_be_cancelled_between_levels() {
+    let model = tiny_model();
+    let problem = harmonize_problem(&melody(), Voice::Soprano, KeyChoice::Free).unwrap();
+    for s in all_settings() {
+        let mut observer = CancelAfter(2, 0);
+        let err = compose(&model, &problem, &s, &mut observer).unwrap_err();
+        assert!(matches!(err, CantorError::Cancelled));
+        assert_eq!(observer.1, 2);
+    }
+}
+
+#[test]
+fn decoded_holds_always_follow_a_note() {
+    let model = tiny_model();
+    let problem = harmonize_problem(&melody(), Voice::Soprano, KeyChoice::Free).unwrap();
+    for s in all_settings() {
+        let out = compose(&model, &problem, &s, &mut Unobserved)
+            .unwrap()
+            .score;
+        let mut normalized = out.clone();
+        normalized.normalize();
+        assert_eq!(out, normalized);
+        assert!(Voice::ALL.iter().all(|v| out.get(0, *v) != Token::Hold));
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_with_reasons() {
+    let model = tiny_model();
+    let empty = Score::new(16);
+    let err = harmonize_problem(&empty, Voice::Soprano, KeyChoice::Free).unwrap_err();
+    assert!(err.to_string().contains("no notes"), "{err}");
+    let err = infill_problem(
+        &chorale(),
+        &[MaskRegion::parse("bars=4-9").unwrap()],
+        KeyChoice::Free,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outside the piece, which has 4 bars"),
+        "{err}"
+    );
+    let problem = harmonize_problem(&melody(), Voice::Soprano, KeyChoice::Free).unwrap();
+    let mut s = settings(SamplerKind::Langevin, 1, 0);
+    s.levels = 0;
+    assert!(compose(&model, &problem, &s, &mut Unobserved).is_err());
+}
+
+#[test]
+fn a_note_ending_where_the_mask_begins_is_not_lengthened() {
+    let model = tiny_model();
+    let piece = chorale();
+    let problem = infill_problem(
+        &piece,
+        &[MaskRegion::parse("bars=2").unwrap()],
+        KeyChoice::Free,
+    )
+    .unwrap();
+    for seed in 0..6 {
+        for mut s in all_settings() {
+            s.seed = seed;
+            let out = compose(&model, &problem, &s, &mut Unobserved)
+                .unwrap()
+                .score;
+            let bar_one: Vec<Note> = piece
+                .notes()
+                .into_iter()
+                .filter(|n| n.end() <= 16)
+                .collect();
+            let now: Vec<Note> = out.notes().into_iter().filter(|n| n.start < 16).collect();
+            assert_eq!(bar_one, now, "seed {seed} {:?}", s.kind);
+        }
+    }
+}

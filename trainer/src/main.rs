@@ -1,0 +1,244 @@
+//! `trainer`: trains Cantor's score networks and measures them.
+//!
+//! - `trainer train --data <jsb.json | folder> --out models/NAME.safetensors`
+//! - `trainer eval --model M --data <source> --split test`
+//! - `trainer bench --model M --data <source>`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod data;
+mod eval;
+mod train;
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train and evaluate Cantor's chorale score networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a score network (checkpoints beside --out; --resume continues).
+    Train(TrainArgs),
+    /// Metrics of the model, the Gibbs sampler and a baseline against Bach.
+    Eval(EvalArgs),
+    /// Sampler speed against quality across settings.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct SamplingArgs {
+    /// Noise levels (default: the model card's).
+    #[arg(long)]
+    levels: Option<usize>,
+    /// Langevin steps per level, 1 = consistent annealed sampling (default: the card's).
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    step_size: Option<f32>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Tasks to evaluate.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![eval::Task::Harmonize, eval::Task::Continue, eval::Task::Infill])]
+    tasks: Vec<eval::Task>,
+    /// Only the first N pieces of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write REPORT.json and REPORT.md.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    data: PathBuf,
+    /// Select defaults on the validation split, report on test.
+    #[arg(long, default_value = "valid")]
+    split: String,
+    /// Number of 4-bar windows (one per piece).
+    #[arg(long, default_value_t = 40)]
+    pieces: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+}
+
+fn sampler_settings(model: &std::path::Path, a: &SamplingArgs) -> anyhow::Result<cantor_engine::SamplerSettings> {
+    let card = cantor_engine::ScoreModel::load(model, &cantor_engine::Device::Cpu)?.card;
+    let mut s = cantor_engine::SamplerSettings::from_defaults(&card.sampling);
+    s.seed = a.seed;
+    if let Some(v) = a.levels {
+        s.levels = v;
+    }
+    if let Some(v) = a.steps {
+        s.steps_per_level = v.max(1);
+    }
+    if let Some(v) = a.step_size {
+        s.step_size = v;
+    }
+    if let Some(v) = a.temperature {
+        s.temperature = v;
+    }
+    Ok(s)
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// JSB chorales JSON, or a folder of MIDI / MusicXML files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the best (EMA, validation-selected) weights go; the card is
+    /// written beside them and checkpoints in OUT.ckpt/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the checkpoint in OUT.ckpt/ (its card and config win).
+    #[arg(long)]
+    resume: bool,
+    /// Model name for the card (default: the file stem of --out).
+    #[arg(long)]
+    name: Option<String>,
+    /// Optimiser steps in total.
+    #[arg(long, default_value_t = 20_000)]
+    steps: usize,
+    /// Window lengths in 16th-note steps, drawn per batch.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![32, 64, 128])]
+    windows: Vec<usize>,
+    /// Grid steps per batch (windows per batch = this / window length).
+    #[arg(long, default_value_t = 2048)]
+    batch_tokens: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 500)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.999)]
+    ema: f64,
+    /// Channels of the residual stream.
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Dilation of each residual block.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2, 4, 8, 16, 1, 2, 4, 8, 16])]
+    dilations: Vec<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    sigma_min: f32,
+    /// 0 measures it from the data (largest distance between windows).
+    #[arg(long, default_value_t = 0.0)]
+    sigma_max: f32,
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_minutes: f64,
+    #[arg(long, default_value_t = 500)]
+    valid_every: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Seed of the file-name hash that splits a folder corpus.
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+    /// cpu, cuda, metal or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => {
+            let name = a.name.clone().unwrap_or_else(|| {
+                a.out
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("cantor")
+                    .to_string()
+            });
+            train::train(train::TrainConfig {
+                data: a.data,
+                out: a.out,
+                name,
+                steps: a.steps,
+                windows: a.windows,
+                batch_tokens: a.batch_tokens,
+                learning_rate: a.lr,
+                warmup: a.warmup,
+                ema_decay: a.ema,
+                hidden: a.hidden,
+                dilations: a.dilations,
+                sigma_min: a.sigma_min,
+                sigma_max: a.sigma_max,
+                checkpoint_minutes: a.checkpoint_minutes,
+                valid_every: a.valid_every,
+                seed: a.seed,
+                split_seed: a.split_seed,
+                device: a.device,
+                resume: a.resume,
+            })
+        }
+        Command::Eval(a) => sampler_settings(&a.model, &a.sampling).and_then(|settings| {
+            eval::run(eval::EvalOptions {
+                model: a.model,
+                data: a.data,
+                split: a.split,
+                tasks: a.tasks,
+                limit: a.limit,
+                settings,
+                report: a.report,
+                device: a.device,
+                split_seed: a.split_seed,
+            })
+            .map(|_| ())
+        }),
+        Command::Bench(a) => bench::run(bench::BenchOptions {
+            model: a.model,
+            data: a.data,
+            split: a.split,
+            pieces: a.pieces,
+            seed: a.seed,
+            report: a.report,
+            device: a.device,
+            split_seed: a.split_seed,
+            temperature: a.temperature,
+        })
+        .map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,772 @@
+//! `trainer train`: denoising score matching for the chorale score network.
+//!
+//! Each training window is a random crop (aligned to the beat) of a random
+//! piece, transposed by a random amount that keeps every voice in range,
+//! with a random task mask (harmonize, continue, infill bars, random cells,
+//! or nothing known) and a noise level σ drawn log-uniformly from the card's
+//! schedule. All cells are noised (known ones too, as the sampler clamps
+//! them to their noised values); the network also sees the clean known cells.
+//!
+//! The network is a Tweedie denoiser D(x, σ) (see `cantor_engine::network`),
+//! and the score is (D − x)/σ². Denoising score matching's optimum is
+//! D = E[x₀ | x]; since x₀ is one-hot we fit D by the cross-entropy of the
+//! clean tokens of free cells, which has the same optimum and gives the
+//! network a well-scaled signal at every σ. The σ²-weighted DSM loss itself
+//! is reported by `trainer eval`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule};
+use cantor_engine::grid::{Score, Voice, STEPS_PER_QUARTER};
+use cantor_engine::mask::Mask;
+use cantor_engine::model::{initial_weights, ScoreModel};
+use cantor_engine::network::{conditioning, known_channels, one_hot, ScoreNetwork};
+use cantor_engine::vocab::Vocabulary;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{check_fits, vocabulary_of, Corpus};
+
+/// Everything `trainer train` is told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub name: String,
+    pub steps: usize,
+    /// Window lengths drawn per batch, in 16th-note steps.
+    pub windows: Vec<usize>,
+    /// Steps × windows per batch (the batch holds tokens / window windows).
+    pub batch_tokens: usize,
+    pub learning_rate: f64,
+    pub warmup: usize,
+    pub ema_decay: f64,
+    pub hidden: usize,
+    pub dilations: Vec<usize>,
+    pub sigma_min: f32,
+    /// σ_max; 0 = measure it from the data (largest distance between windows).
+    pub sigma_max: f32,
+    pub checkpoint_minutes: f64,
+    pub valid_every: usize,
+    pub seed: u64,
+    pub split_seed: u64,
+    pub device: String,
+    /// Continue from the checkpoint beside `out` (required when one exists).
+    #[serde(default)]
+    pub resume: bool,
+}
+
+/// A training batch, host-side.
+pub struct Batch {
+    pub window: usize,
+    pub size: usize,
+    pub clean: Vec<f32>,
+    pub noisy: Vec<f32>,
+    pub conditioning: Vec<f32>,
+    pub free: Vec<f32>,
+    pub sigmas: Vec<f32>,
+    pub free_cells: Vec<f32>,
+}
+
+/// Draws windows, masks and noise.
+pub struct BatchMaker<'a> {
+    pieces: Vec<&'a Score>,
+    vocab: &'a Vocabulary,
+    noise: NoiseSchedule,
+}
+
+impl<'a> BatchMaker<'a> {
+    /// Pieces at least `min_window` long; an error if none is.
+    pub fn new(
+        pieces: &'a [Score],
+        vocab: &'a Vocabulary,
+        noise: NoiseSchedule,
+        min_window: usize,
+    ) -> Result<Self> {
+        let usable: Vec<&Score> = pieces.iter().filter(|p| p.len() >= min_window).collect();
+        if usable.is_empty() {
+            let longest = pieces.iter().map(Score::len).max().unwrap_or(0);
+            bail!("the training window ({min_window} steps) is longer than every piece (the longest has {longest} steps)");
+        }
+        Ok(BatchMaker {
+            pieces: usable,
+            vocab,
+            noise,
+        })
+    }
+
+    pub fn batch(&self, window: usize, size: usize, rng: &mut ChaCha8Rng) -> Batch {
+        self.batch_at(window, size, None, rng)
+    }
+
+    /// A batch whose windows all have noise level `sigma` (random when None).
+    pub fn batch_at(&self, window: usize, size: usize, sigma: Option<f32>, rng: &mut ChaCha8Rng) -> Batch {
+        let c = self.vocab.total_size();
+        let mut b = Batch {
+            window,
+            size,
+            clean: Vec::with_capacity(size * window * c),
+            noisy: Vec::with_capacity(size * window * c),
+            conditioning: Vec::new(),
+            free: Vec::with_capacity(size * window * c),
+            sigmas: Vec::with_capacity(size),
+            free_cells: Vec::with_capacity(size),
+        };
+        let (lo, hi) = (self.noise.sigma_min.ln(), self.noise.sigma_max.ln());
+        for _ in 0..size {
+            let score = self.window(window, rng);
+            let mut mask = random_mask(window, rng);
+            mask.cover_note_tails(&score);
+            let drawn = (lo + (hi - lo) * rng.random::<f32>()).exp();
+            let sigma = sigma.unwrap_or(drawn);
+            let x0 = one_hot(&score, self.vocab);
+            b.noisy.extend(
+                x0.iter()
+                    .map(|v| v + sigma * rng.sample::<f32, _>(StandardNormal)),
+            );
+            b.clean.extend(&x0);
+            b.conditioning
+                .extend(conditioning(&score, &mask, self.vocab));
+            b.free
+                .extend(known_channels(&mask, self.vocab).iter().map(|k| 1.0 - k));
+            b.sigmas.push(sigma);
+            b.free_cells.push(mask.free_count() as f32);
+        }
+        b
+    }
+
+    /// A random beat-aligned crop of a random piece (longer pieces more
+    /// often), randomly transposed within the vocabulary.
+    fn window(&self, window: usize, rng: &mut ChaCha8Rng) -> Score {
+        loop {
+            let piece = self.pieces[rng.random_range(0..self.pieces.len())];
+            if piece.len() < window || rng.random::<f64>() > piece.len() as f64 / 640.0 + 0.25 {
+                continue;
+            }
+            let beats = (piece.len() - window) / STEPS_PER_QUARTER;
+            let start = rng.random_range(0..=beats) * STEPS_PER_QUARTER;
+            let crop = piece.slice(start..start + window);
+            let Some((down, up)) = self.vocab.transposition_room(&crop) else {
+                continue;
+            };
+            let shift = rng.random_range(-down..=up);
+            if let Some(moved) = crop.transposed(shift) {
+                return moved;
+            }
+        }
+    }
+}
+
+/// A task mask like the ones users make, drawn at random.
+pub fn random_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
+    let beats = (steps / STEPS_PER_QUARTER).max(1);
+    let mut mask = Mask::none(steps);
+    let r: f64 = rng.random();
+    if r < 0.35 {
+        // Harmonize: one voice given (mostly the soprano).
+        let given = if rng.random_bool(0.7) {
+            Voice::Soprano
+        } else {
+            Voice::ALL[rng.random_range(1..4)]
+        };
+        let others: Vec<Voice> = Voice::ALL.into_iter().filter(|v| *v != given).collect();
+        mask.free_region(0..steps, &others);
+    } else if r < 0.5 {
+        // Continue: the past given (all voices, or the melody only).
+        let cut = rng.random_range(1..beats) * STEPS_PER_QUARTER;
+        mask.free_region(cut..steps, &Voice::ALL);
+        if rng.random_bool(0.2) {
+            mask.free_region(0..cut, &[Voice::Alto, Voice::Tenor, Voice::Bass]);
+        }
+    } else if r < 0.7 {
+        // Infill: a span of beats in all or some voices.
+        let len = rng.random_range(1..=beats.div_ceil(2)) * STEPS_PER_QUARTER;
+        let start = rng.random_range(0..=(steps - len) / STEPS_PER_QUARTER) * STEPS_PER_QUARTER;
+        let voices: Vec<Voice> = if rng.random_bool(0.5) {
+            Voice::ALL.to_vec()
+        } else {
+            Voice::ALL
+                .into_iter()
+                .filter(|_| rng.random_bool(0.5))
+                .collect()
+        };
+        mask.free_region(start..start + len, &voices);
+    } else if r < 0.92 {
+        // Random cells, as in Coconet's training.
+        let p = rng.random_range(0.1..0.95);
+        for step in 0..steps {
+            for voice in Voice::ALL {
+                if rng.random_bool(p) {
+                    mask.set_free(step, voice, true);
+                }
+            }
+        }
+    } else {
+        mask = Mask::all(steps);
+    }
+    if mask.free_count() == 0 {
+        mask = Mask::all(steps);
+    }
+    mask
+}
+
+/// Cross-entropy of the clean tokens of free cells, per free cell; also the
+/// per-window values for σ-binned logging.
+pub fn loss(net: &ScoreNetwork, batch: &Batch, device: &Device) -> Result<(Tensor, Tensor)> {
+    let c = net.data_channels();
+    let shape = (batch.size, batch.window, c);
+    let noisy = Tensor::from_vec(batch.noisy.clone(), shape, device)?;
+    let clean = Tensor::from_vec(batch.clean.clone(), shape, device)?;
+    let free = Tensor::from_vec(batch.free.clone(), shape, device)?;
+    let width = batch.conditioning.len() / (batch.size * batch.window);
+    let cond = Tensor::from_vec(
+        batch.conditioning.clone(),
+        (batch.size, batch.window, width),
+        device,
+    )?;
+    let logits = net.logits(&noisy, &cond, &batch.sigmas)?;
+    let logp = net.log_probabilities(&logits)?;
+    let per_window = (clean * free)?.mul(&logp)?.sum((1, 2))?.neg()?;
+    let cells = Tensor::from_vec(batch.free_cells.clone(), batch.size, device)?;
+    let per_cell = per_window.div(&cells)?;
+    let total = (per_window.sum_all()? / batch.free_cells.iter().sum::<f32>() as f64)?;
+    Ok((total, per_cell))
+}
+
+/// Adam with decoupled weight decay, with moments we can checkpoint.
+struct Adam {
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: usize,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+const WEIGHT_DECAY: f64 = 1e-5;
+/// Gradients are scaled down to this global norm when larger.
+const MAX_GRAD_NORM: f64 = 1.0;
+
+impl Adam {
+    fn new(vars: &[(String, Var)]) -> Result<Adam> {
+        let zeros = |v: &Var| v.as_tensor().zeros_like();
+        Ok(Adam {
+            m: vars
+                .iter()
+                .map(|(_, v)| zeros(v))
+                .collect::<candle_core::Result<_>>()?,
+            v: vars
+                .iter()
+                .map(|(_, v)| zeros(v))
+                .collect::<candle_core::Result<_>>()?,
+            t: 0,
+        })
+    }
+
+    fn step(&mut self, vars: &[(String, Var)], grads: &GradStore, lr: f64) -> Result<f64> {
+        self.t += 1;
+        let mut norm2 = 0.0f64;
+        let mut gs = Vec::with_capacity(vars.len());
+        for (name, var) in vars {
+            let g = grads
+                .get(var)
+                .cloned()
+                .unwrap_or(var.as_tensor().zeros_like()?);
+            let n = g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            if !n.is_finite() {
+                bail!("gradient of '{name}' is not finite; lower the learning rate");
+            }
+            norm2 += n;
+            gs.push(g);
+        }
+        let norm = norm2.sqrt();
+        let scale = if norm > MAX_GRAD_NORM {
+            MAX_GRAD_NORM / norm
+        } else {
+            1.0
+        };
+        let (bc1, bc2) = (
+            1.0 - BETA1.powi(self.t as i32),
+            1.0 - BETA2.powi(self.t as i32),
+        );
+        for (i, ((_, var), g)) in vars.iter().zip(gs).enumerate() {
+            let g = (g * scale)?;
+            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
+            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + ADAM_EPS)?)?;
+            let decayed = (var.as_tensor() * (1.0 - lr * WEIGHT_DECAY))?;
+            var.set(&(decayed - (update * lr)?)?)?;
+        }
+        Ok(norm)
+    }
+}
+
+/// What a checkpoint remembers besides tensors.
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    elapsed_s: f64,
+    best_valid: Option<f64>,
+    card: ModelCard,
+    config: TrainConfig,
+}
+
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.with_extension("ckpt")
+}
+
+fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    candle_core::safetensors::save(map, &tmp)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn named(
+    vars: &[(String, Var)],
+    tensors: impl Fn(usize, &Var) -> Tensor,
+) -> HashMap<String, Tensor> {
+    vars.iter()
+        .enumerate()
+        .map(|(i, (n, v))| (n.clone(), tensors(i, v)))
+        .collect()
+}
+
+pub fn train(config: TrainConfig) -> Result<()> {
+    let device = cantor_engine::model::select_device(&config.device)?;
+    let corpus = Corpus::load(&config.data, config.split_seed)?;
+    for (file, reason) in &corpus.skipped {
+        eprintln!("skipped {}: {reason}", file.display());
+    }
+    eprintln!(
+        "corpus {}: {} train, {} valid, {} test pieces, {} files skipped",
+        corpus.source,
+        corpus.train.len(),
+        corpus.valid.len(),
+        corpus.test.len(),
+        corpus.skipped.len()
+    );
+    let ckpt = checkpoint_dir(&config.out);
+    let resumed: Option<CheckpointState> =
+        match (std::fs::read(ckpt.join("state.json")), config.resume) {
+            (Ok(bytes), true) => Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{}: unreadable checkpoint state", ckpt.display()))?,
+            ),
+            (Ok(_), false) => bail!(
+                "{} holds a checkpoint: pass --resume to continue it, or delete it to start afresh",
+                ckpt.display()
+            ),
+            (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
+            (Err(_), false) => None,
+        };
+    let mut card = match &resumed {
+        Some(state) => state.card.clone(),
+        None => {
+            let all: Vec<&Score> = corpus
+                .train
+                .iter()
+                .chain(&corpus.valid)
+                .chain(&corpus.test)
+                .collect();
+            let vocab =
+                vocabulary_of(&all).context("the corpus has a voice with no notes at all")?;
+            let sigma_max = if config.sigma_max > 0.0 {
+                config.sigma_max
+            } else {
+                largest_window_distance(
+                    &corpus.train,
+                    &vocab,
+                    *config.windows.iter().max().unwrap_or(&64),
+                    config.seed,
+                )
+            };
+            ModelCard::new(
+                &config.name,
+                NetworkConfig {
+                    hidden: config.hidden,
+                    kernel: 3,
+                    dilations: config.dilations.clone(),
+                    sigma_features: 16,
+                },
+                vocab,
+                NoiseSchedule {
+                    sigma_max,
+                    sigma_min: config.sigma_min,
+                },
+            )
+        }
+    };
+    card.validate().map_err(anyhow::Error::msg)?;
+    // The card must represent every piece before any step is taken.
+    check_fits(&corpus.train, &card.vocabulary, "train")?;
+    check_fits(&corpus.valid, &card.vocabulary, "valid")?;
+    let min_window = *config
+        .windows
+        .iter()
+        .min()
+        .context("no window length given")?;
+    let maker = BatchMaker::new(&corpus.train, &card.vocabulary, card.noise, min_window)?;
+    let valid_maker = if corpus.valid.is_empty() {
+        None
+    } else {
+        Some(BatchMaker::new(
+            &corpus.valid,
+            &card.vocabulary,
+            card.noise,
+            min_window,
+        )?)
+    };
+
+    // Parameters, optimiser, EMA: fresh or from the checkpoint.
+    let varmap = VarMap::new();
+    let (mut step, mut elapsed, mut best_valid) = (0usize, 0.0f64, None);
+    let initial = match &resumed {
+        Some(state) => {
+            step = state.step;
+            elapsed = state.elapsed_s;
+            best_valid = state.best_valid;
+            candle_core::safetensors::load(ckpt.join("params.safetensors"), &device)?
+        }
+        None => initial_weights(&card, config.seed, &device)?,
+    };
+    {
+        let mut data = varmap.data().lock().expect("varmap lock");
+        for (name, t) in &initial {
+            data.insert(name.clone(), Var::from_tensor(t)?);
+        }
+    }
+    let mut net = ScoreNetwork::new(
+        &card.architecture,
+        &card.vocabulary,
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    )?;
+    net.set_differentiable(true);
+    let vars: Vec<(String, Var)> = {
+        let data = varmap.data().lock().expect("varmap lock");
+        let mut v: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let mut adam = Adam::new(&vars)?;
+    let mut ema: HashMap<String, Tensor> = named(&vars, |_, v| v.as_tensor().copy().expect("copy"));
+    if resumed.is_some() {
+        let m = candle_core::safetensors::load(ckpt.join("adam_m.safetensors"), &device)?;
+        let v = candle_core::safetensors::load(ckpt.join("adam_v.safetensors"), &device)?;
+        for (i, (name, _)) in vars.iter().enumerate() {
+            adam.m[i] = m
+                .get(name)
+                .context("checkpoint lacks Adam moments")?
+                .clone();
+            adam.v[i] = v
+                .get(name)
+                .context("checkpoint lacks Adam moments")?
+                .clone();
+        }
+        adam.t = step;
+        ema = candle_core::safetensors::load(ckpt.join("ema.safetensors"), &device)?;
+        eprintln!("resumed from {} at step {step}", ckpt.display());
+    }
+    std::fs::create_dir_all(&ckpt)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C (or a handler already installed) falls back to the default.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let log_path = ckpt.join("log.csv");
+    let new_log = !log_path.exists();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    if new_log {
+        writeln!(log, "step,elapsed_s,lr,loss,loss_sigma_q1,loss_sigma_q2,loss_sigma_q3,loss_sigma_q4,grad_norm,windows_per_s,valid_loss")?;
+    }
+
+    let progress = ProgressBar::new(config.steps as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("template"),
+    );
+    progress.set_position(step as u64);
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(config.seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let started = Instant::now();
+    let mut last_checkpoint = Instant::now();
+    let mut windows_done = 0usize;
+    let (mut loss_avg, mut bins) = (None::<f64>, [(0.0f64, 0usize); 4]);
+    let (log_lo, log_hi) = (card.noise.sigma_min.ln(), card.noise.sigma_max.ln());
+
+    let save_all = |card: &ModelCard,
+                    step: usize,
+                    elapsed: f64,
+                    best: Option<f64>,
+                    ema: &HashMap<String, Tensor>,
+                    adam: &Adam|
+     -> Result<()> {
+        save_tensors(
+            &named(&vars, |_, v| v.as_tensor().clone()),
+            &ckpt.join("params.safetensors"),
+        )?;
+        save_tensors(ema, &ckpt.join("ema.safetensors"))?;
+        save_tensors(
+            &named(&vars, |i, _| adam.m[i].clone()),
+            &ckpt.join("adam_m.safetensors"),
+        )?;
+        save_tensors(
+            &named(&vars, |i, _| adam.v[i].clone()),
+            &ckpt.join("adam_v.safetensors"),
+        )?;
+        let state = CheckpointState {
+            step,
+            elapsed_s: elapsed,
+            best_valid: best,
+            card: card.clone(),
+            config: config.clone(),
+        };
+        let tmp = ckpt.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
+        std::fs::rename(&tmp, ckpt.join("state.json"))?;
+        Ok(())
+    };
+
+    while step < config.steps && !stop.load(Ordering::SeqCst) {
+        let window = config.windows[rng.random_range(0..config.windows.len())];
+        let size = (config.batch_tokens / window).max(1);
+        let batch = maker.batch(window, size, &mut rng);
+        let (loss_t, per_window) = loss(&net, &batch, &device)?;
+        let grads = loss_t.backward()?;
+        let lr = learning_rate(&config, step);
+        let grad_norm = adam.step(&vars, &grads, lr)?;
+        let decay = config
+            .ema_decay
+            .min((1.0 + step as f64) / (10.0 + step as f64));
+        for (name, var) in &vars {
+            let e = ema.get_mut(name).expect("ema has every var");
+            *e = ((&*e * decay)? + (var.as_tensor() * (1.0 - decay))?)?;
+        }
+        step += 1;
+        windows_done += size;
+        let value = loss_t.to_scalar::<f32>()? as f64;
+        loss_avg = Some(loss_avg.map_or(value, |a| 0.98 * a + 0.02 * value));
+        for (s, l) in batch.sigmas.iter().zip(per_window.to_vec1::<f32>()?) {
+            let q = (((s.ln() - log_lo) / (log_hi - log_lo)) * 4.0).clamp(0.0, 3.999) as usize;
+            bins[q].0 += l as f64;
+            bins[q].1 += 1;
+        }
+        let now = elapsed + started.elapsed().as_secs_f64();
+        let rate = windows_done as f64 / started.elapsed().as_secs_f64();
+        progress.set_position(step as u64);
+        progress.set_message(format!(
+            "loss {:.3}  {:.0} windows/s",
+            loss_avg.unwrap_or(0.0),
+            rate
+        ));
+
+        let validate =
+            valid_maker.is_some() && (step % config.valid_every == 0 || step == config.steps);
+        let mut valid_loss = None;
+        if validate {
+            let model = ScoreModel::from_tensors(card.clone(), &ema, &device)?;
+            let vl = validation_loss(
+                model.network(),
+                valid_maker.as_ref().expect("checked"),
+                &config,
+                &device,
+            )?;
+            valid_loss = Some(vl);
+            if best_valid.is_none_or(|b| vl < b) {
+                best_valid = Some(vl);
+                card.training = training_record(&config, &corpus, step, now, vl);
+                ScoreModel::save(&card, &ema, &config.out)?;
+                progress.println(format!(
+                    "step {step}: valid loss {vl:.4} (best) → saved {}",
+                    config.out.display()
+                ));
+            } else {
+                progress.println(format!(
+                    "step {step}: valid loss {vl:.4} (best {:.4})",
+                    best_valid.unwrap_or(vl)
+                ));
+            }
+        }
+        if step % 50 == 0 || validate {
+            let b: Vec<String> = bins
+                .iter()
+                .map(|(s, n)| {
+                    if *n > 0 {
+                        format!("{:.4}", s / *n as f64)
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect();
+            writeln!(
+                log,
+                "{step},{now:.1},{lr:.6},{:.5},{},{grad_norm:.4},{rate:.2},{}",
+                loss_avg.unwrap_or(0.0),
+                b.join(","),
+                valid_loss.map(|v| format!("{v:.5}")).unwrap_or_default()
+            )?;
+            bins = [(0.0, 0); 4];
+        }
+        if last_checkpoint.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
+            save_all(&card, step, now, best_valid, &ema, &adam)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    let now = elapsed + started.elapsed().as_secs_f64();
+    save_all(&card, step, now, best_valid, &ema, &adam)?;
+    progress.finish_and_clear();
+    if valid_maker.is_none() {
+        card.training = training_record(&config, &corpus, step, now, f64::NAN);
+        ScoreModel::save(&card, &ema, &config.out)?;
+    }
+    if stop.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted at step {step}: checkpoint saved in {}; rerun with --resume",
+            ckpt.display()
+        );
+    } else {
+        eprintln!(
+            "done: {step} steps in {:.0} s; best model in {}",
+            now,
+            config.out.display()
+        );
+    }
+    Ok(())
+}
+
+fn learning_rate(config: &TrainConfig, step: usize) -> f64 {
+    let warm = (step as f64 + 1.0) / config.warmup.max(1) as f64;
+    let progress = step as f64 / config.steps.max(1) as f64;
+    let cosine = 0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    config.learning_rate * warm.min(1.0) * cosine
+}
+
+/// Mean loss over a fixed set of validation batches (same seed every time).
+fn validation_loss(
+    net: &ScoreNetwork,
+    maker: &BatchMaker,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<f64> {
+    const BATCHES: usize = 8;
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    let window = *config.windows.iter().max().expect("windows");
+    let size = (config.batch_tokens / window).max(1);
+    let mut total = 0.0;
+    for _ in 0..BATCHES {
+        let batch = maker.batch(window, size, &mut rng);
+        total += loss(net, &batch, device)?.0.to_scalar::<f32>()? as f64;
+    }
+    Ok(total / BATCHES as f64)
+}
+
+fn training_record(
+    config: &TrainConfig,
+    corpus: &Corpus,
+    step: usize,
+    elapsed: f64,
+    valid: f64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "data": corpus.source,
+        "split": corpus.split,
+        "steps": step,
+        "elapsed_s": elapsed.round(),
+        "valid_loss": if valid.is_finite() { Some(valid) } else { None },
+        "objective": "cross-entropy of the Tweedie denoiser D(x, σ) on free cells (same optimum as denoising score matching); score = (D − x)/σ²",
+        "sigma_sampling": "log-uniform in [sigma_min, sigma_max]",
+        "config": config,
+    })
+}
+
+/// NCSNv2's σ₁: the largest Euclidean distance between two training windows
+/// (estimated from random pairs of beat-aligned windows).
+pub fn largest_window_distance(
+    pieces: &[Score],
+    vocab: &Vocabulary,
+    window: usize,
+    seed: u64,
+) -> f32 {
+    const PAIRS: usize = 2000;
+    let usable: Vec<&Score> = pieces.iter().filter(|p| p.len() >= window).collect();
+    if usable.is_empty() {
+        return 20.0;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let crop = |rng: &mut ChaCha8Rng| {
+        let p = usable[rng.random_range(0..usable.len())];
+        let start =
+            rng.random_range(0..=(p.len() - window) / STEPS_PER_QUARTER) * STEPS_PER_QUARTER;
+        one_hot(&p.slice(start..start + window), vocab)
+    };
+    let mut best = 0.0f32;
+    for _ in 0..PAIRS {
+        let (a, b) = (crop(&mut rng), crop(&mut rng));
+        let d: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt();
+        best = best.max(d);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_masks_always_free_something() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..500 {
+            let m = random_mask(32, &mut rng);
+            assert!(m.free_count() > 0);
+        }
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays() {
+        let config = TrainConfig {
+            data: PathBuf::new(),
+            out: PathBuf::new(),
+            name: String::new(),
+            steps: 1000,
+            windows: vec![64],
+            batch_tokens: 1024,
+            learning_rate: 1e-3,
+            warmup: 100,
+            ema_decay: 0.999,
+            hidden: 8,
+            dilations: vec![1],
+            sigma_min: 0.1,
+            sigma_max: 10.0,
+            checkpoint_minutes: 5.0,
+            valid_every: 100,
+            seed: 0,
+            split_seed: 0,
+            device: "cpu".into(),
+            resume: false,
+        };
+        assert!(learning_rate(&config, 0) < 2e-5);
+        assert!((learning_rate(&config, 100) - 1e-3).abs() < 2e-5);
+        assert!(learning_rate(&config, 999) < 1.2e-4);
+    }
+}
