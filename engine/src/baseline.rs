@@ -41,7 +41,10 @@ fn scale(key: Key) -> [u8; 7] {
 fn harmonize_by_rule(score: &mut Score, mask: &Mask, key: Option<Key>) {
     let key = key
         .or_else(|| Key::estimate(&only(score, mask, Voice::Soprano)))
-        .unwrap_or(Key { tonic: 0, mode: Mode::Major });
+        .unwrap_or(Key {
+            tonic: 0,
+            mode: Mode::Major,
+        });
     let scale = scale(key);
     let melody: Vec<Note> = score.voice_notes(Voice::Soprano);
     let mut last: [i32; VOICES] = [72, 64, 57, 48];
@@ -109,7 +112,11 @@ fn repeat_previous_bars(score: &mut Score, mask: &Mask) {
                     continue;
                 }
                 let len = bar.len();
-                let token = if t >= len { score.get(t - len, voice) } else { Token::Rest };
+                let token = if t >= len {
+                    score.get(t - len, voice)
+                } else {
+                    Token::Rest
+                };
                 score.set(t, voice, token);
             }
         }
@@ -142,14 +149,20 @@ mod tests {
             ..Constraints::default()
         };
         let out = baseline(&problem);
-        assert_eq!(out.voice_notes(Voice::Soprano), melody.voice_notes(Voice::Soprano));
+        assert_eq!(
+            out.voice_notes(Voice::Soprano),
+            melody.voice_notes(Voice::Soprano)
+        );
         for voice in [Voice::Alto, Voice::Tenor, Voice::Bass] {
             let notes = out.voice_notes(voice);
             assert_eq!(notes.len(), 4, "{voice}: {notes:?}");
             assert!(notes.iter().all(|n| n.length == 4));
         }
         // First chord: C major (melody C5).
-        let first: Vec<u8> = Voice::ALL.iter().map(|v| out.sounding(0, *v).unwrap() % 12).collect();
+        let first: Vec<u8> = Voice::ALL
+            .iter()
+            .map(|v| out.sounding(0, *v).unwrap() % 12)
+            .collect();
         assert!(first.iter().all(|pc| [0, 4, 7].contains(pc)), "{first:?}");
     }
 }

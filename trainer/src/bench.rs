@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use cantor_engine::metrics::{Summary, Tally};
-use cantor_engine::{harmonize_problem, KeyChoice, SamplerKind, SamplerSettings, Score, ScoreModel, Voice};
+use cantor_engine::{
+    harmonize_problem, KeyChoice, SamplerKind, SamplerSettings, Score, ScoreModel, Voice,
+};
 use serde::Serialize;
 
 use crate::data::Corpus;
@@ -79,7 +81,11 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
     let model = ScoreModel::load(&options.model, &device)?;
     let corpus = Corpus::load(&options.data, options.split_seed)?;
     let windows = windows(corpus.split(&options.split)?, options.pieces);
-    anyhow::ensure!(!windows.is_empty(), "no piece of the {} split has 5 bars", options.split);
+    anyhow::ensure!(
+        !windows.is_empty(),
+        "no piece of the {} split has 5 bars",
+        options.split
+    );
     let problems = windows
         .iter()
         .map(|w| harmonize_problem(w, Voice::Soprano, KeyChoice::Free))
@@ -101,7 +107,11 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
     }];
     for mut settings in configurations(options.temperature) {
         settings.seed = options.seed;
-        let system = if settings.kind == SamplerKind::Gibbs { System::Gibbs } else { System::Langevin };
+        let system = if settings.kind == SamplerKind::Gibbs {
+            System::Gibbs
+        } else {
+            System::Langevin
+        };
         let mut times = Vec::new();
         let mut total = Tally::default();
         for (problem, window) in problems.iter().zip(&windows) {
@@ -154,7 +164,8 @@ fn markdown(rows: &[BenchRow], options: &BenchOptions, windows: usize) -> String
     );
     for r in rows {
         let s = &r.summary;
-        md += &format!(
+        md +=
+            &format!(
             "| {} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} |\n",
             r.sampler,
             if r.levels > 0 { format!("{} × {}", r.levels, r.steps_per_level) } else { "—".into() },

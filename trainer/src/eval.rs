@@ -16,8 +16,8 @@ use candle_core::{Device, Tensor};
 use cantor_engine::baseline::baseline;
 use cantor_engine::metrics::{Summary, Tally};
 use cantor_engine::{
-    compose, continuation_problem, harmonize_problem, infill_problem, KeyChoice, MaskRegion, Problem, SamplerKind,
-    SamplerSettings, Score, ScoreModel, Unobserved, Voice,
+    compose, continuation_problem, harmonize_problem, infill_problem, KeyChoice, MaskRegion,
+    Problem, SamplerKind, SamplerSettings, Score, ScoreModel, Unobserved, Voice,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -43,19 +43,29 @@ pub enum System {
     Baseline,
 }
 
-pub const SYSTEMS: [System; 4] = [System::Bach, System::Langevin, System::Gibbs, System::Baseline];
+pub const SYSTEMS: [System; 4] = [
+    System::Bach,
+    System::Langevin,
+    System::Gibbs,
+    System::Baseline,
+];
 
 /// The problem a task poses on a piece; `index` seeds the infill bars.
 pub fn task_problem(task: Task, piece: &Score, index: usize) -> Result<(Problem, Score)> {
     Ok(match task {
-        Task::Harmonize => (harmonize_problem(piece, Voice::Soprano, KeyChoice::Free)?, piece.clone()),
+        Task::Harmonize => (
+            harmonize_problem(piece, Voice::Soprano, KeyChoice::Free)?,
+            piece.clone(),
+        ),
         Task::Continue => {
             let bar = piece.time_signature_at(0).steps_per_bar();
             let bars = piece.len().div_ceil(bar);
             let given = (bars / 2).max(1);
             let phrase = piece.slice(0..given * bar);
             let problem = continuation_problem(&phrase, bars - given, KeyChoice::Free)?;
-            let reference = piece.extended(problem.score.len()).slice(0..problem.score.len());
+            let reference = piece
+                .extended(problem.score.len())
+                .slice(0..problem.score.len());
             (problem, reference)
         }
         Task::Infill => {
@@ -70,7 +80,10 @@ pub fn task_problem(task: Task, piece: &Score, index: usize) -> Result<(Problem,
                 bars: Some((b, b)),
                 voices: Vec::new(),
             });
-            (infill_problem(piece, &regions, KeyChoice::Free)?, piece.clone())
+            (
+                infill_problem(piece, &regions, KeyChoice::Free)?,
+                piece.clone(),
+            )
         }
     })
 }
@@ -87,13 +100,23 @@ pub fn tally(output: &Score, problem: &Problem, reference: Option<&Score>) -> Ta
 }
 
 /// Output of one system on one problem.
-pub fn solve(system: System, model: &ScoreModel, problem: &Problem, reference: &Score, settings: &SamplerSettings) -> Result<Score> {
+pub fn solve(
+    system: System,
+    model: &ScoreModel,
+    problem: &Problem,
+    reference: &Score,
+    settings: &SamplerSettings,
+) -> Result<Score> {
     Ok(match system {
         System::Bach => reference.clone(),
         System::Baseline => baseline(problem),
         System::Langevin | System::Gibbs => {
             let mut s = settings.clone();
-            s.kind = if system == System::Gibbs { SamplerKind::Gibbs } else { SamplerKind::Langevin };
+            s.kind = if system == System::Gibbs {
+                SamplerKind::Gibbs
+            } else {
+                SamplerKind::Langevin
+            };
             compose(model, problem, &s, &mut Unobserved)?.score
         }
     })
@@ -157,7 +180,11 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
     let corpus = Corpus::load(&options.data, options.split_seed)?;
     let pieces = corpus.split(&options.split)?;
     let pieces = &pieces[..options.limit.unwrap_or(pieces.len()).min(pieces.len())];
-    anyhow::ensure!(!pieces.is_empty(), "the {} split has no pieces", options.split);
+    anyhow::ensure!(
+        !pieces.is_empty(),
+        "the {} split has no pieces",
+        options.split
+    );
     let s = &options.settings;
 
     let mut tasks = BTreeMap::new();
@@ -172,19 +199,32 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
                     .with_context(|| format!("{task:?} piece {index} with {system:?}"))?;
                 *seconds.entry(system).or_default() += started.elapsed().as_secs_f64();
                 let compare = (system != System::Bach).then_some(&reference);
-                tallies.entry(system).or_default().add(&tally(&out, &problem, compare));
+                tallies
+                    .entry(system)
+                    .or_default()
+                    .add(&tally(&out, &problem, compare));
             }
             eprint!("\r{task:?}: {}/{} pieces", index + 1, pieces.len());
         }
         eprintln!();
         let bach = tallies[&System::Bach].clone();
-        let systems = tallies.iter().map(|(k, t)| (*k, t.summary(Some(&bach)))).collect();
+        let systems = tallies
+            .iter()
+            .map(|(k, t)| (*k, t.summary(Some(&bach))))
+            .collect();
         let seconds_per_piece = seconds
             .into_iter()
             .filter(|(k, _)| matches!(k, System::Langevin | System::Gibbs))
             .map(|(k, v)| (k, v / pieces.len() as f64))
             .collect();
-        tasks.insert(*task, TaskReport { pieces: pieces.len(), systems, seconds_per_piece });
+        tasks.insert(
+            *task,
+            TaskReport {
+                pieces: pieces.len(),
+                systems,
+                seconds_per_piece,
+            },
+        );
     }
     let denoising = denoising_levels(&model, pieces, &device)?;
     let report = EvalReport {
@@ -216,7 +256,8 @@ pub fn write_report(prefix: &Path, json: &str, markdown: &str) -> Result<()> {
     }
     let json_path = prefix.with_extension("json");
     let md_path = prefix.with_extension("md");
-    std::fs::write(&json_path, json.to_string() + "\n").with_context(|| json_path.display().to_string())?;
+    std::fs::write(&json_path, json.to_string() + "\n")
+        .with_context(|| json_path.display().to_string())?;
     std::fs::write(&md_path, markdown).with_context(|| md_path.display().to_string())?;
     eprintln!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(())
@@ -224,7 +265,11 @@ pub fn write_report(prefix: &Path, json: &str, markdown: &str) -> Result<()> {
 
 /// Denoising quality per σ on 64-step windows of the split with random task
 /// masks (fixed seed, so runs compare).
-fn denoising_levels(model: &ScoreModel, pieces: &[Score], device: &Device) -> Result<Vec<DenoisingLevel>> {
+fn denoising_levels(
+    model: &ScoreModel,
+    pieces: &[Score],
+    device: &Device,
+) -> Result<Vec<DenoisingLevel>> {
     const WINDOW: usize = 64;
     const WINDOWS: usize = 64;
     let vocab = &model.card.vocabulary;
@@ -245,8 +290,13 @@ fn denoising_levels(model: &ScoreModel, pieces: &[Score], device: &Device) -> Re
         let cond = Tensor::from_vec(b.conditioning.clone(), (b.size, b.window, width), device)?;
         let d = net.denoise(&noisy, &cond, &b.sigmas, None)?;
         let cells: f64 = b.free_cells.iter().map(|x| *x as f64).sum();
-        let sq = ((&d - &clean)?.sqr()? * &free)?.sum_all()?.to_scalar::<f32>()? as f64;
-        let ce = (clean.clone() * &free)?.mul(&d.clamp(1e-12, 1.0)?.log()?)?.sum_all()?.to_scalar::<f32>()? as f64;
+        let sq = ((&d - &clean)?.sqr()? * &free)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
+        let ce = (clean.clone() * &free)?
+            .mul(&d.clamp(1e-12, 1.0)?.log()?)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
         // Accuracy: the true token's probability is the largest in its block.
         let probs = d.flatten_all()?.to_vec1::<f32>()?;
         let truth = b.clean.clone();
@@ -258,7 +308,9 @@ fn denoising_levels(model: &ScoreModel, pieces: &[Score], device: &Device) -> Re
                 if b.free[o] == 0.0 {
                     continue;
                 }
-                let best = (0..n).max_by(|x, y| probs[o + x].total_cmp(&probs[o + y])).unwrap_or(0);
+                let best = (0..n)
+                    .max_by(|x, y| probs[o + x].total_cmp(&probs[o + y]))
+                    .unwrap_or(0);
                 total += 1;
                 right += (truth[o + best] == 1.0) as usize;
             }
@@ -295,15 +347,25 @@ pub fn markdown(report: &EvalReport) -> String {
         md += &format!("\n## {task:?} ({} pieces)\n\n| metric | Bach | Langevin | Gibbs | Baseline |\n|---|---|---|---|---|\n", t.pieces);
         type Pick = fn(&Summary) -> Option<f64>;
         let rows: [(&str, Pick); 9] = [
-            ("parallel fifths + octaves / 100 beats", |s| Some(s.parallels_per_100_beats)),
-            ("voice crossings / 100 beats", |s| Some(s.voice_crossings_per_100_beats)),
-            ("spacing > octave / 100 beats", |s| Some(s.wide_spacings_per_100_beats)),
-            ("out-of-range notes / 100 beats", |s| Some(s.out_of_range_per_100_beats)),
+            ("parallel fifths + octaves / 100 beats", |s| {
+                Some(s.parallels_per_100_beats)
+            }),
+            ("voice crossings / 100 beats", |s| {
+                Some(s.voice_crossings_per_100_beats)
+            }),
+            ("spacing > octave / 100 beats", |s| {
+                Some(s.wide_spacings_per_100_beats)
+            }),
+            ("out-of-range notes / 100 beats", |s| {
+                Some(s.out_of_range_per_100_beats)
+            }),
             ("triad / seventh beats", |s| Some(s.chord_beat_fraction)),
             ("pitch-class overlap with Bach", |s| s.pitch_class_overlap),
             ("exact match with Bach", |s| s.exact_match),
             ("beats generated", |s| Some(s.beats)),
-            ("parallel fifths / 100 beats", |s| Some(s.parallel_fifths_per_100_beats)),
+            ("parallel fifths / 100 beats", |s| {
+                Some(s.parallel_fifths_per_100_beats)
+            }),
         ];
         for (name, pick) in rows {
             let cells: Vec<String> = SYSTEMS
@@ -316,7 +378,11 @@ pub fn markdown(report: &EvalReport) -> String {
                 .collect();
             md += &format!("| {name} | {} |\n", cells.join(" | "));
         }
-        let secs: Vec<String> = t.seconds_per_piece.iter().map(|(k, v)| format!("{k:?} {v:.2} s")).collect();
+        let secs: Vec<String> = t
+            .seconds_per_piece
+            .iter()
+            .map(|(k, v)| format!("{k:?} {v:.2} s"))
+            .collect();
         md += &format!("\nSampling time per piece: {}.\n", secs.join(", "));
         if *task == Task::Harmonize {
             md += &targets(t);
@@ -325,7 +391,10 @@ pub fn markdown(report: &EvalReport) -> String {
     if !report.denoising.is_empty() {
         md += "\n## Denoising loss per noise level (64-step windows, random task masks)\n\n| σ | DSM loss σ²‖s − ∇log p‖² per free cell | cross-entropy (nats/cell) | top-1 accuracy |\n|---|---|---|---|\n";
         for l in &report.denoising {
-            md += &format!("| {:.3} | {:.4} | {:.4} | {:.3} |\n", l.sigma, l.dsm, l.cross_entropy, l.accuracy);
+            md += &format!(
+                "| {:.3} | {:.4} | {:.4} | {:.3} |\n",
+                l.sigma, l.dsm, l.cross_entropy, l.accuracy
+            );
         }
     }
     md
@@ -333,7 +402,10 @@ pub fn markdown(report: &EvalReport) -> String {
 
 /// The bars for harmonization, checked against Bach's own rates.
 fn targets(t: &TaskReport) -> String {
-    let (Some(bach), Some(lang)) = (t.systems.get(&System::Bach), t.systems.get(&System::Langevin)) else {
+    let (Some(bach), Some(lang)) = (
+        t.systems.get(&System::Bach),
+        t.systems.get(&System::Langevin),
+    ) else {
         return String::new();
     };
     let within = |m: f64, b: f64| m <= 2.0 * b.max(0.05);

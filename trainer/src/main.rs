@@ -100,7 +100,10 @@ struct BenchArgs {
     split_seed: u64,
 }
 
-fn sampler_settings(model: &std::path::Path, a: &SamplingArgs) -> anyhow::Result<cantor_engine::SamplerSettings> {
+fn sampler_settings(
+    model: &std::path::Path,
+    a: &SamplingArgs,
+) -> anyhow::Result<cantor_engine::SamplerSettings> {
     let card = cantor_engine::ScoreModel::load(model, &cantor_engine::Device::Cpu)?.card;
     let mut s = cantor_engine::SamplerSettings::from_defaults(&card.sampling);
     s.seed = a.seed;

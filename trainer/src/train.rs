@@ -111,7 +111,13 @@ impl<'a> BatchMaker<'a> {
     }
 
     /// A batch whose windows all have noise level `sigma` (random when None).
-    pub fn batch_at(&self, window: usize, size: usize, sigma: Option<f32>, rng: &mut ChaCha8Rng) -> Batch {
+    pub fn batch_at(
+        &self,
+        window: usize,
+        size: usize,
+        sigma: Option<f32>,
+        rng: &mut ChaCha8Rng,
+    ) -> Batch {
         let c = self.vocab.total_size();
         let mut b = Batch {
             window,

@@ -1,0 +1,83 @@
+//! Criterion benchmarks: one network evaluation, a full 4-bar harmonization
+//! at the shipped model's default settings, and candle's own matmul rate on
+//! this machine as the yardstick for the network's achieved GFLOP/s.
+//!
+//! Throughput is given in elements: for the network and the matmul an
+//! element is one floating-point operation (so "Gelem/s" reads GFLOP/s); for
+//! the harmonization it is one network evaluation.
+
+use candle_core::{DType, Tensor};
+use cantor_engine::model::shipped;
+use cantor_engine::network::{conditioning, EXTRA_CONDITIONING};
+use cantor_engine::{
+    compose, harmonize_problem, Device, KeyChoice, Mask, Note, SamplerSettings, Score, Unobserved,
+    Voice,
+};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Four bars of a chorale melody (64 steps).
+fn melody() -> Score {
+    let pitches = [
+        67u8, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69,
+    ];
+    let notes: Vec<Note> = pitches
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Note {
+            voice: Voice::Soprano,
+            pitch: *p,
+            start: i * 4,
+            length: 4,
+            velocity: 80,
+        })
+        .collect();
+    Score::from_notes(64, &notes)
+}
+
+fn benches(c: &mut Criterion) {
+    let device = Device::Cpu;
+    let model = shipped::load(&device).expect("the shipped model loads");
+    let vocab = &model.card.vocabulary;
+    let net = model.network();
+    let steps = 64;
+    let channels = vocab.total_size();
+
+    let mut group = c.benchmark_group("network");
+    let x = Tensor::randn(0f32, 1.0, (1, steps, channels), &device).unwrap();
+    let tune = melody();
+    let mut mask = Mask::all(steps);
+    for t in 0..steps {
+        mask.set_free(t, Voice::Soprano, false);
+    }
+    let cond = conditioning(&tune, &mask, vocab);
+    let cond = Tensor::from_vec(cond, (1, steps, channels + EXTRA_CONDITIONING), &device).unwrap();
+    group.throughput(Throughput::Elements(net.flops_per_eval(steps) as u64));
+    group.bench_function("evaluation_64_steps", |b| {
+        b.iter(|| net.denoise(&x, &cond, &[1.0], None).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("harmonize");
+    group.sample_size(20);
+    let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let settings = SamplerSettings::from_defaults(&model.card.sampling);
+    group.throughput(Throughput::Elements(settings.network_evals() as u64));
+    group.bench_function("4_bars_default_settings", |b| {
+        b.iter(|| compose(&model, &problem, &settings, &mut Unobserved).unwrap())
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("reference");
+    let n = 512;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &device).unwrap();
+    let m = Tensor::randn(0f32, 1.0, (n, n), &device)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    group.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+    group.bench_function("candle_matmul_512", |b| b.iter(|| a.matmul(&m).unwrap()));
+    group.finish();
+}
+
+criterion_group!(sampling, benches);
+criterion_main!(sampling);
