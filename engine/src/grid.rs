@@ -483,6 +483,12 @@ impl Score {
         out
     }
 
+    /// Appends `other`'s cells (its meter and tempo are not carried over).
+    pub fn append(&mut self, other: &Score) {
+        self.cells.extend_from_slice(&other.cells);
+        self.velocities.extend_from_slice(&other.velocities);
+    }
+
     /// The score lengthened with rests to `steps` steps (never shortened).
     pub fn extended(&self, steps: usize) -> Score {
         let mut out = self.clone();

@@ -54,7 +54,8 @@ impl KeyChoice {
     }
 }
 
-fn constraints_for(key: KeyChoice, score: &Score, mask: &Mask) -> Constraints {
+/// The constraints a key choice means for the known cells of `score`.
+pub fn constraints_for(key: KeyChoice, score: &Score, mask: &Mask) -> Constraints {
     Constraints {
         key: key.resolve(score, mask),
         ranges: [None; 4],

@@ -311,8 +311,10 @@ impl Adam {
             self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
             self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
             let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + ADAM_EPS)?)?;
-            let decayed = (var.as_tensor() * (1.0 - lr * WEIGHT_DECAY))?;
-            var.set(&(decayed - (update * lr)?)?)?;
+            // Detached: a value computed from the tracked variable would keep
+            // every earlier step's graph alive.
+            let decayed = (var.as_tensor().detach() * (1.0 - lr * WEIGHT_DECAY))?;
+            var.set(&(decayed - (update * lr)?)?.detach())?;
         }
         Ok(norm)
     }
@@ -466,7 +468,8 @@ pub fn train(config: TrainConfig) -> Result<()> {
         v
     };
     let mut adam = Adam::new(&vars)?;
-    let mut ema: HashMap<String, Tensor> = named(&vars, |_, v| v.as_tensor().copy().expect("copy"));
+    let mut ema: HashMap<String, Tensor> =
+        named(&vars, |_, v| v.as_tensor().detach().copy().expect("copy"));
     if resumed.is_some() {
         let m = candle_core::safetensors::load(ckpt.join("adam_m.safetensors"), &device)?;
         let v = candle_core::safetensors::load(ckpt.join("adam_v.safetensors"), &device)?;
@@ -562,7 +565,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
             .min((1.0 + step as f64) / (10.0 + step as f64));
         for (name, var) in &vars {
             let e = ema.get_mut(name).expect("ema has every var");
-            *e = ((&*e * decay)? + (var.as_tensor() * (1.0 - decay))?)?;
+            *e = ((&*e * decay)? + (var.as_tensor().detach() * (1.0 - decay))?)?.detach();
         }
         step += 1;
         windows_done += size;
