@@ -1,0 +1,254 @@
+//! What the worker composes from the window, and how it becomes a playback
+//! schedule. No threads here: the worker calls these functions.
+//!
+//! Harmonize: each run of adjacent bars is one problem; the heard melody is
+//! the soprano, the alto, tenor and bass of bars already harmonized and
+//! unchanged are kept as known context, and only dirty bars are generated,
+//! so an edit to one bar of a loop changes that bar's harmony alone.
+//! Continue: the bars up to where the input stopped are the given phrase,
+//! and N new bars in all four voices are the answer.
+
+use std::collections::BTreeMap;
+
+use cantor_engine::grid::{Note, Score, Token, Voice, DEFAULT_VELOCITY};
+use cantor_engine::{compose, KeyChoice, Mask, Observer, Problem, SamplerSettings, ScoreModel};
+use serde::{Deserialize, Serialize};
+
+use crate::playback::{Schedule, ScheduledNote};
+use crate::window::{Bar, HeardNote, Window};
+
+/// How generated voices go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelLayout {
+    /// Soprano, alto, tenor, bass on MIDI channels 1–4.
+    PerVoice,
+    /// Everything on one channel (channel 1).
+    Single,
+}
+
+/// The parts of the plugin's parameters that shape what is composed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComposeSettings {
+    pub sampler: SamplerSettings,
+    pub key: KeyChoice,
+    pub continue_bars: usize,
+}
+
+/// What the worker has composed, by absolute bar. Saved in the plugin state
+/// so a reopened project plays the same notes without recomputing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Composition {
+    /// Alto, tenor and bass (the soprano is the heard melody) per bar start.
+    pub harmony: BTreeMap<i64, Vec<[CellToken; 4]>>,
+    /// An answer in all four voices: its first step and its cells.
+    pub answer: Option<(i64, Vec<[CellToken; 4]>)>,
+}
+
+/// A serialisable grid token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CellToken {
+    Rest,
+    Hold,
+    Pitch(u8),
+}
+
+impl From<Token> for CellToken {
+    fn from(t: Token) -> Self {
+        match t {
+            Token::Rest => CellToken::Rest,
+            Token::Hold => CellToken::Hold,
+            Token::Pitch(p) => CellToken::Pitch(p),
+        }
+    }
+}
+
+impl From<CellToken> for Token {
+    fn from(t: CellToken) -> Self {
+        match t {
+            CellToken::Rest => Token::Rest,
+            CellToken::Hold => Token::Hold,
+            CellToken::Pitch(p) => Token::Pitch(p),
+        }
+    }
+}
+
+/// The heard melody of consecutive bars as a soprano line, folded by octaves
+/// into `range` (the model's soprano range) and reduced to its top line.
+fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
+    let origin = bars[0].start;
+    let steps = (bars.last().expect("bars").end() - origin) as usize;
+    let mut notes: Vec<&HeardNote> = bars.iter().flat_map(|b| b.melody.iter()).collect();
+    // Top line: among notes starting together keep the highest.
+    notes.sort_by_key(|n| (n.start, std::cmp::Reverse(n.pitch)));
+    notes.dedup_by_key(|n| n.start);
+    let mut score = Score::new(steps);
+    for n in notes {
+        let mut pitch = n.pitch as i32;
+        while pitch > soprano.highest as i32 {
+            pitch -= 12;
+        }
+        while pitch < soprano.lowest as i32 {
+            pitch += 12;
+        }
+        score.write_note(Note {
+            voice: Voice::Soprano,
+            pitch: pitch.clamp(0, 127) as u8,
+            start: (n.start - origin) as usize,
+            length: (n.end - n.start).max(1) as usize,
+            velocity: n.velocity,
+        });
+    }
+    score
+}
+
+/// Harmonizes every run of bars with a dirty bar. Returns the bars done. A
+/// cancelled run returns the error and changes nothing.
+pub fn harmonize(
+    model: &ScoreModel,
+    window: &Window,
+    composition: &mut Composition,
+    settings: &ComposeSettings,
+    observer: &mut dyn Observer,
+) -> cantor_engine::Result<Vec<i64>> {
+    let soprano = model.card.vocabulary.range(Voice::Soprano);
+    let mut done = Vec::new();
+    let mut updates = Vec::new();
+    for run in window.segments() {
+        if !run.iter().any(|b| b.dirty) {
+            continue;
+        }
+        let origin = run[0].start;
+        let mut score = melody_score(&run, soprano);
+        let mut mask = Mask::none(score.len());
+        for bar in &run {
+            let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
+            match composition.harmony.get(&bar.start).filter(|h| !bar.dirty && h.len() == range.len()) {
+                Some(cells) => {
+                    for (t, cell) in range.clone().zip(cells) {
+                        for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                            score.set(t, v, cell[v.index()].into());
+                        }
+                    }
+                }
+                None => mask.free_region(range, &[Voice::Alto, Voice::Tenor, Voice::Bass]),
+            }
+        }
+        score.normalize();
+        if score.voice_is_silent(Voice::Soprano) {
+            // A run of silent bars: nothing to harmonize, and no harmony.
+            for bar in &run {
+                updates.push((bar.start, None));
+                done.push(bar.start);
+            }
+            continue;
+        }
+        let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
+        let problem = Problem::new(score, mask, constraints)?;
+        let generated = compose(model, &problem, &settings.sampler, observer)?.score;
+        for bar in &run {
+            let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
+            let cells: Vec<[CellToken; 4]> = generated.slice(range).cells().iter().map(|c| c.map(CellToken::from)).collect();
+            updates.push((bar.start, Some(cells)));
+            done.push(bar.start);
+        }
+    }
+    for (start, cells) in updates {
+        match cells {
+            Some(c) => composition.harmony.insert(start, c),
+            None => composition.harmony.remove(&start),
+        };
+    }
+    composition.harmony.retain(|start, _| window.bars.contains_key(start));
+    Ok(done)
+}
+
+/// Composes `bars` bars after the run of bars ending at `from` (where the
+/// input stopped).
+pub fn answer(
+    model: &ScoreModel,
+    window: &Window,
+    composition: &mut Composition,
+    from: i64,
+    settings: &ComposeSettings,
+    observer: &mut dyn Observer,
+) -> cantor_engine::Result<()> {
+    let Some(run) = window.segments().into_iter().find(|r| r.last().is_some_and(|b| b.end() == from)) else {
+        return Ok(());
+    };
+    let soprano = model.card.vocabulary.range(Voice::Soprano);
+    let origin = run[0].start;
+    let phrase = melody_score(&run, soprano);
+    let bar_len = run.last().expect("run").length as usize;
+    let mut score = phrase.extended(phrase.len() + settings.continue_bars * bar_len);
+    let mut mask = Mask::none(score.len());
+    for bar in &run {
+        let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
+        match composition.harmony.get(&bar.start).filter(|h| h.len() == range.len()) {
+            Some(cells) => {
+                for (t, cell) in range.clone().zip(cells) {
+                    for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                        score.set(t, v, cell[v.index()].into());
+                    }
+                }
+            }
+            None => mask.free_region(range, &[Voice::Alto, Voice::Tenor, Voice::Bass]),
+        }
+    }
+    mask.free_region(phrase.len()..score.len(), &Voice::ALL);
+    score.normalize();
+    let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
+    let problem = Problem::new(score, mask, constraints)?;
+    let generated = compose(model, &problem, &settings.sampler, observer)?.score;
+    let cells = generated.slice(phrase.len()..generated.len()).cells().iter().map(|c| c.map(CellToken::from)).collect();
+    composition.answer = Some((from, cells));
+    Ok(())
+}
+
+/// The notes to play: the chosen voices of the harmony (alto, tenor, bass)
+/// and of the answer (all four), on channels by `layout`.
+pub fn schedule(composition: &Composition, voices: [bool; 4], layout: ChannelLayout) -> Schedule {
+    let mut notes = Vec::new();
+    let mut push = |origin: i64, cells: &[[CellToken; 4]], which: &[Voice]| {
+        let mut score = Score::new(cells.len());
+        for (t, cell) in cells.iter().enumerate() {
+            for v in Voice::ALL {
+                score.set(t, v, cell[v.index()].into());
+            }
+        }
+        score.normalize();
+        for note in score.notes() {
+            if !which.contains(&note.voice) || !voices[note.voice.index()] {
+                continue;
+            }
+            notes.push(ScheduledNote {
+                start: origin + note.start as i64,
+                end: origin + note.end() as i64,
+                pitch: note.pitch,
+                channel: match layout {
+                    ChannelLayout::PerVoice => note.voice.index() as u8,
+                    ChannelLayout::Single => 0,
+                },
+                velocity: DEFAULT_VELOCITY,
+            });
+        }
+    };
+    // Join adjacent bars so notes held across a bar line stay one note.
+    let mut run_start: Option<i64> = None;
+    let mut run: Vec<[CellToken; 4]> = Vec::new();
+    for (start, cells) in &composition.harmony {
+        if run_start.is_some_and(|s| s + run.len() as i64 != *start) {
+            push(run_start.expect("run"), &run, &[Voice::Alto, Voice::Tenor, Voice::Bass]);
+            run.clear();
+            run_start = None;
+        }
+        run_start.get_or_insert(*start);
+        run.extend_from_slice(cells);
+    }
+    if let Some(s) = run_start {
+        push(s, &run, &[Voice::Alto, Voice::Tenor, Voice::Bass]);
+    }
+    if let Some((start, cells)) = &composition.answer {
+        push(*start, cells, &Voice::ALL);
+    }
+    Schedule::new(notes)
+}

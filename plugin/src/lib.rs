@@ -1,0 +1,274 @@
+//! Cantor, the plugin: a MIDI effect that listens, composes on a worker
+//! thread with the score model, and plays what it composed in time with the
+//! host's transport.
+//!
+//! This file holds the plugin struct and the `Plugin` impl; each concern has
+//! its own module: `params` (parameters and saved session), `grid_time`
+//! (host time → grid steps), `window` (what was heard), `composer` (what to
+//! compose), `worker` (the thread that composes), `playback` (the audio
+//! thread's scheduler).
+
+use std::sync::{Arc, Mutex};
+
+use nice_plug::midi::{Channel, Key, VoiceID};
+use nice_plug::prelude::*;
+
+pub mod composer;
+pub mod grid_time;
+pub mod params;
+pub mod playback;
+pub mod window;
+pub mod worker;
+
+use grid_time::BlockClock;
+use params::CantorParams;
+use playback::{PlayEvent, Player, Schedule};
+use window::Capture;
+use worker::{AudioLink, Status, Worker};
+
+/// Generated events one block can hold before they are sent (every step of
+/// an 8192-sample block at the fastest tempo, four voices on and off, with
+/// room to spare).
+const BLOCK_EVENTS: usize = 1024;
+/// Tempo assumed when the host reports none, in BPM.
+const FALLBACK_TEMPO: f64 = 120.0;
+
+pub struct Cantor {
+    /// Shared with the host, the GUI and the worker (lock-free reads).
+    params: Arc<CantorParams>,
+    /// The audio thread's ends of the worker queues; `None` while inactive.
+    link: Option<AudioLink>,
+    /// The worker thread; dropping it stops it. Created in `activate`.
+    worker: Option<Worker>,
+    /// What the worker reports (device, errors, progress). Main/GUI threads.
+    status: Arc<Mutex<Status>>,
+    /// The schedule playing now. Replaced from the queue on the audio thread;
+    /// the old box goes back to the worker to be freed.
+    schedule: Box<Schedule>,
+    /// Audio-thread playback state (notes sounding, last position).
+    player: Player,
+    /// Generated events of the current block, merged with pass-through
+    /// events in time order. Capacity reserved in `activate`.
+    block_events: Vec<(u32, PlayEvent)>,
+    sample_rate: f64,
+    /// Song position kept by Cantor when the host reports none.
+    free_beat: f64,
+    /// Set by `reset`/`activate`: release notes still sounding from before.
+    release_pending: bool,
+}
+
+impl Default for Cantor {
+    fn default() -> Self {
+        Cantor {
+            params: Arc::new(CantorParams::default()),
+            link: None,
+            worker: None,
+            status: Arc::new(Mutex::new(Status::default())),
+            schedule: Box::default(),
+            player: Player::default(),
+            block_events: Vec::new(),
+            sample_rate: 48_000.0,
+            free_beat: 0.0,
+            release_pending: false,
+        }
+    }
+}
+
+impl Cantor {
+    /// What the worker reports, for the editor.
+    pub fn status(&self) -> Arc<Mutex<Status>> {
+        self.status.clone()
+    }
+
+    /// Takes every schedule the worker sent, returning the replaced ones.
+    fn take_schedules(&mut self) {
+        let Some(link) = self.link.as_mut() else { return };
+        while link.retired.slots() > 0 {
+            let Ok(next) = link.schedules.pop() else { break };
+            let spent = std::mem::replace(&mut self.schedule, next);
+            let _ = link.retired.push(spent);
+        }
+    }
+
+    /// The block in musical time, from the host's transport (or Cantor's own
+    /// clock when the host gives no position).
+    fn block_clock(&mut self, transport: &Transport, samples: u32) -> (BlockClock, f64, f64) {
+        let tempo = transport.tempo.filter(|t| *t > 0.0).unwrap_or(FALLBACK_TEMPO);
+        let beats_per_sample = tempo / 60.0 / self.sample_rate;
+        let (start_beat, playing) = match transport.pos_beats() {
+            Some(beat) => (beat, transport.playing),
+            None => (self.free_beat, false),
+        };
+        self.free_beat = start_beat + samples as f64 * beats_per_sample;
+        let numerator = transport.time_sig_numerator.filter(|n| *n > 0).unwrap_or(4) as f64;
+        let denominator = transport.time_sig_denominator.filter(|d| *d > 0).unwrap_or(4) as f64;
+        let bar_beats = numerator * 4.0 / denominator;
+        let bar_start = transport
+            .bar_start_pos_beats()
+            .filter(|b| *b <= start_beat + 1e-9 && start_beat - *b < bar_beats + 1e-9)
+            .unwrap_or((start_beat / bar_beats).floor() * bar_beats);
+        let clock = BlockClock {
+            playing,
+            start_beat,
+            samples,
+            beats_per_sample,
+        };
+        (clock, bar_start, bar_beats)
+    }
+}
+
+fn to_note_event(timing: u32, event: PlayEvent) -> PluginNoteEvent<Cantor> {
+    match event {
+        PlayEvent::On { channel, pitch, velocity } => NoteEvent::NoteOn {
+            timing,
+            voice_id: VoiceID::Wildcard,
+            channel: Channel::Number(channel),
+            key: Key::Number(pitch),
+            velocity: velocity as f32 / 127.0,
+        },
+        PlayEvent::Off { channel, pitch } => NoteEvent::NoteOff {
+            timing,
+            voice_id: VoiceID::Wildcard,
+            channel: Channel::Number(channel),
+            key: Key::Number(pitch),
+            velocity: 0.0,
+        },
+    }
+}
+
+impl Plugin for Cantor {
+    const NAME: &'static str = "Cantor";
+    const VENDOR: &'static str = "Cantor";
+    const URL: &'static str = "https://example.invalid/cantor";
+    const EMAIL: &'static str = "cantor@example.invalid";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[];
+    const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
+    const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
+    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+    const INPUT_EVENT_CAPACITY: usize = 16_384;
+
+    type Editor = ();
+    type SysExMessage = ();
+    type BackgroundTask = ();
+
+    fn params(&self) -> Arc<dyn Params> {
+        self.params.clone()
+    }
+
+    fn activate(
+        &mut self,
+        _layout: &AudioIOLayout,
+        buffer_config: &BufferConfig,
+        _context: &mut impl ActivateContext<Self>,
+    ) -> bool {
+        self.sample_rate = buffer_config.sample_rate as f64;
+        self.block_events.reserve(BLOCK_EVENTS);
+        if self.worker.is_none() {
+            let (audio, worker) = worker::link();
+            self.link = Some(audio);
+            self.worker = Some(Worker::spawn(worker, self.params.clone(), self.status.clone()));
+        }
+        self.release_pending = true;
+        true
+    }
+
+    fn reset(&mut self) {
+        self.player.reset();
+        self.release_pending = true;
+    }
+
+    fn deactivate(&mut self) {
+        // The worker and its composition stay: reactivation goes on where
+        // it was. Notes still sounding are released by the next process.
+        self.release_pending = true;
+    }
+
+    fn process(
+        &mut self,
+        buffer: &mut Buffer,
+        _aux: &mut AuxiliaryBuffers,
+        context: &mut impl ProcessContext<Self>,
+    ) -> ProcessStatus {
+        let samples = buffer.samples() as u32;
+        self.take_schedules();
+        let (clock, bar_start, bar_beats) = self.block_clock(context.transport(), samples);
+
+        self.block_events.clear();
+        let events = &mut self.block_events;
+        if self.release_pending {
+            self.player.all_off(0, &mut |o, e| {
+                if events.len() < events.capacity() {
+                    events.push((o, e))
+                }
+            });
+            self.release_pending = false;
+        }
+        self.player.process(&self.schedule, &clock, &mut |o, e| {
+            if events.len() < events.capacity() {
+                events.push((o, e));
+            }
+        });
+
+        // Input: captured for the worker, passed through if asked, merged in
+        // time order with what Cantor plays.
+        let pass_through = self.params.pass_through.value();
+        let mut next = 0;
+        while let Some(event) = context.next_event() {
+            let timing = event.timing();
+            while next < self.block_events.len() && self.block_events[next].0 <= timing {
+                let (o, e) = self.block_events[next];
+                let _ = context.try_send_event(to_note_event(o, e));
+                next += 1;
+            }
+            let capture = match event {
+                NoteEvent::NoteOn { key: Key::Number(pitch), velocity, .. } => Some(Capture::NoteOn {
+                    beat: clock.beat_at(timing),
+                    pitch,
+                    velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
+                }),
+                NoteEvent::NoteOff { key: Key::Number(pitch), .. } => Some(Capture::NoteOff {
+                    beat: clock.beat_at(timing),
+                    pitch,
+                }),
+                _ => None,
+            };
+            if let (Some(c), Some(link)) = (capture, self.link.as_mut()) {
+                // A full queue drops the capture, never blocks.
+                let _ = link.captures.push(c);
+            }
+            if pass_through {
+                let _ = context.try_send_event(event);
+            }
+        }
+        for &(o, e) in &self.block_events[next..] {
+            let _ = context.try_send_event(to_note_event(o, e));
+        }
+        if let Some(link) = self.link.as_mut() {
+            let _ = link.captures.push(Capture::Playhead {
+                beat: clock.start_beat,
+                playing: clock.playing || context.transport().pos_beats().is_none(),
+                bar_start_beat: bar_start,
+                bar_beats,
+            });
+        }
+        ProcessStatus::KeepAlive
+    }
+}
+
+impl ClapPlugin for Cantor {
+    const CLAP_ID: &'static str = "org.cantor.cantor";
+    const CLAP_DESCRIPTION: Option<&'static str> =
+        Some("Harmonizes and continues what you play with a score-based generative model");
+    const CLAP_MANUAL_URL: Option<&'static str> = None;
+    const CLAP_SUPPORT_URL: Option<&'static str> = None;
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::NoteEffect, ClapFeature::Utility];
+}
+
+impl Vst3Plugin for Cantor {
+    const VST3_CLASS_ID: [u8; 16] = *b"CantorScoreModel";
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+}
+
+nice_export_clap!(Cantor);
+nice_export_vst3!(Cantor);

@@ -1,0 +1,179 @@
+//! The plugin's automatable parameters and its saved session.
+//!
+//! Parameters are atomics the host, the GUI and the worker read without
+//! locking. The session (window, composition) is saved with the project so
+//! reopening it plays the same notes without recomputing.
+
+use std::sync::{Arc, RwLock};
+
+use cantor_engine::constraints::{Key, Mode as KeyMode};
+use cantor_engine::task::KeyChoice;
+use nice_plug::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::composer::{ChannelLayout, Composition};
+use crate::window::Window;
+
+#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Mode {
+    /// Write alto, tenor and bass under every bar heard.
+    #[id = "harmonize"]
+    Harmonize,
+    /// Answer a phrase with N new bars when the input stops at a bar line.
+    #[id = "continue"]
+    Continue,
+}
+
+#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+pub enum KeyLock {
+    #[id = "off"]
+    Off,
+    /// Estimated from the notes heard.
+    #[id = "auto"]
+    Auto,
+    /// The key set by Tonic and Scale.
+    #[id = "fixed"]
+    Fixed,
+}
+
+#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Tonic {
+    C,
+    #[name = "C#/Db"]
+    CSharp,
+    D,
+    #[name = "D#/Eb"]
+    DSharp,
+    E,
+    F,
+    #[name = "F#/Gb"]
+    FSharp,
+    G,
+    #[name = "G#/Ab"]
+    GSharp,
+    A,
+    #[name = "A#/Bb"]
+    ASharp,
+    B,
+}
+
+#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Scale {
+    Major,
+    Minor,
+}
+
+#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Layout {
+    /// Soprano, alto, tenor, bass on channels 1–4.
+    #[id = "per-voice"]
+    #[name = "S A T B on 1-4"]
+    PerVoice,
+    #[id = "single"]
+    #[name = "All on channel 1"]
+    Single,
+}
+
+/// What is saved with the project besides the parameters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub window: Window,
+    pub composition: Composition,
+    /// Who wrote this and when: (instance stamp, counter). The worker adopts
+    /// a session it did not write (a project being loaded).
+    #[serde(default)]
+    pub stamp: (u64, u64),
+}
+
+#[derive(Params)]
+pub struct CantorParams {
+    #[id = "mode"]
+    pub mode: EnumParam<Mode>,
+    #[id = "soprano"]
+    pub soprano: BoolParam,
+    #[id = "alto"]
+    pub alto: BoolParam,
+    #[id = "tenor"]
+    pub tenor: BoolParam,
+    #[id = "bass"]
+    pub bass: BoolParam,
+    #[id = "temperature"]
+    pub temperature: FloatParam,
+    /// Noise levels of the sampler: fewer is faster, more is better.
+    #[id = "steps"]
+    pub steps: IntParam,
+    #[id = "key-lock"]
+    pub key_lock: EnumParam<KeyLock>,
+    #[id = "tonic"]
+    pub tonic: EnumParam<Tonic>,
+    #[id = "scale"]
+    pub scale: EnumParam<Scale>,
+    #[id = "window-bars"]
+    pub window_bars: IntParam,
+    #[id = "continue-bars"]
+    pub continue_bars: IntParam,
+    #[id = "layout"]
+    pub layout: EnumParam<Layout>,
+    /// Changing it asks for a new variation of everything.
+    #[id = "seed"]
+    pub seed: IntParam,
+    #[id = "pass-through"]
+    pub pass_through: BoolParam,
+
+    #[persist = "session"]
+    pub session: Arc<RwLock<Session>>,
+}
+
+/// Default noise levels (the shipped model card's choice).
+pub const DEFAULT_STEPS: i32 = 40;
+
+impl Default for CantorParams {
+    fn default() -> Self {
+        CantorParams {
+            mode: EnumParam::new("Mode", Mode::Harmonize),
+            soprano: BoolParam::new("Soprano", true),
+            alto: BoolParam::new("Alto", true),
+            tenor: BoolParam::new("Tenor", true),
+            bass: BoolParam::new("Bass", true),
+            temperature: FloatParam::new("Temperature", 1.0, FloatRange::Linear { min: 0.1, max: 2.0 })
+                .with_step_size(0.01),
+            steps: IntParam::new("Steps", DEFAULT_STEPS, IntRange::Linear { min: 4, max: 100 }),
+            key_lock: EnumParam::new("Key lock", KeyLock::Off),
+            tonic: EnumParam::new("Tonic", Tonic::C),
+            scale: EnumParam::new("Scale", Scale::Major),
+            window_bars: IntParam::new("Window", 8, IntRange::Linear { min: 1, max: 32 }).with_unit(" bars"),
+            continue_bars: IntParam::new("Answer length", 4, IntRange::Linear { min: 1, max: 16 }).with_unit(" bars"),
+            layout: EnumParam::new("Channels", Layout::PerVoice),
+            seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: 9999 }),
+            pass_through: BoolParam::new("Pass through", true),
+            session: Arc::new(RwLock::new(Session::default())),
+        }
+    }
+}
+
+impl CantorParams {
+    pub fn voices(&self) -> [bool; 4] {
+        [self.soprano.value(), self.alto.value(), self.tenor.value(), self.bass.value()]
+    }
+
+    pub fn layout(&self) -> ChannelLayout {
+        match self.layout.value() {
+            Layout::PerVoice => ChannelLayout::PerVoice,
+            Layout::Single => ChannelLayout::Single,
+        }
+    }
+
+    pub fn key(&self) -> KeyChoice {
+        match self.key_lock.value() {
+            KeyLock::Off => KeyChoice::Free,
+            KeyLock::Auto => KeyChoice::Auto,
+            KeyLock::Fixed => KeyChoice::Fixed(Key {
+                tonic: self.tonic.value() as u8,
+                mode: match self.scale.value() {
+                    Scale::Major => KeyMode::Major,
+                    Scale::Minor => KeyMode::Minor,
+                },
+            }),
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Sample-accurate playback of generated notes on the audio thread.
+//!
+//! Generated notes live in a [`Schedule`] addressed by absolute grid step
+//! (16th notes from the host's song position zero), so a looped clip replays
+//! them on every pass. Each block, the [`Player`] turns the host's song
+//! position at the block start and its tempo into the steps the block
+//! covers, and sends note-ons and note-offs at the sample where each step
+//! falls. Positions are recomputed from the host every block, so there is no
+//! drift across block sizes, tempo or time-signature changes.
+//!
+//! Note-offs are driven by the notes actually sounding (a fixed-size table),
+//! never by the schedule: swapping in a new schedule, a transport jump or
+//! loop, stopping, or deactivating can therefore never leave a note hanging.
+//! Nothing here allocates.
+
+use crate::grid_time::{step_at_or_after, BlockClock};
+
+/// Most generated notes that can sound at once (four voices with overlaps
+/// and a margin); a note-on that finds the table full is skipped rather
+/// than left untracked.
+pub const MAX_SOUNDING: usize = 64;
+
+/// A generated note at absolute grid steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScheduledNote {
+    pub start: i64,
+    pub end: i64,
+    pub pitch: u8,
+    /// MIDI channel, 0-based.
+    pub channel: u8,
+    pub velocity: u8,
+}
+
+/// Everything the worker wants played, sorted by start step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedule {
+    notes: Vec<ScheduledNote>,
+}
+
+impl Schedule {
+    pub fn new(mut notes: Vec<ScheduledNote>) -> Schedule {
+        notes.retain(|n| n.end > n.start);
+        notes.sort_by_key(|n| (n.start, n.channel, n.pitch));
+        Schedule { notes }
+    }
+
+    pub fn notes(&self) -> &[ScheduledNote] {
+        &self.notes
+    }
+
+    /// Notes starting at exactly `step`.
+    fn starting_at(&self, step: i64) -> &[ScheduledNote] {
+        let from = self.notes.partition_point(|n| n.start < step);
+        let to = from + self.notes[from..].partition_point(|n| n.start == step);
+        &self.notes[from..to]
+    }
+
+    /// First start step at or after `step`.
+    fn next_start(&self, step: i64) -> Option<i64> {
+        let i = self.notes.partition_point(|n| n.start < step);
+        self.notes.get(i).map(|n| n.start)
+    }
+}
+
+/// What the player asks the host to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlayEvent {
+    On { channel: u8, pitch: u8, velocity: u8 },
+    Off { channel: u8, pitch: u8 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sounding {
+    channel: u8,
+    pitch: u8,
+    end: i64,
+}
+
+/// Audio-thread state of playback.
+#[derive(Debug)]
+pub struct Player {
+    sounding: [Option<Sounding>; MAX_SOUNDING],
+    /// Where the previous block ended, in beats, to detect jumps and loops.
+    expected_beat: Option<f64>,
+}
+
+impl Default for Player {
+    fn default() -> Self {
+        Player {
+            sounding: [None; MAX_SOUNDING],
+            expected_beat: None,
+        }
+    }
+}
+
+/// Beats by which a block may start away from where the last one ended
+/// before it counts as a jump (hosts round positions; a 16th is 0.25).
+const JUMP_TOLERANCE_BEATS: f64 = 1.0 / 64.0;
+
+impl Player {
+    /// Plays one block. `send(sample_offset, event)` receives events in time
+    /// order, offsets inside `0..clock.samples`.
+    pub fn process(&mut self, schedule: &Schedule, clock: &BlockClock, send: &mut impl FnMut(u32, PlayEvent)) {
+        if !clock.playing || clock.samples == 0 {
+            self.all_off(0, send);
+            self.expected_beat = None;
+            return;
+        }
+        if let Some(expected) = self.expected_beat {
+            if (clock.start_beat - expected).abs() > JUMP_TOLERANCE_BEATS {
+                self.all_off(0, send);
+            }
+        }
+        let first = step_at_or_after(clock.start_beat);
+        // Notes whose end went by unnoticed (tempo jump, host rounding).
+        for slot in self.sounding.iter_mut() {
+            if let Some(s) = *slot {
+                if s.end < first {
+                    send(0, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                    *slot = None;
+                }
+            }
+        }
+        let end_beat = clock.end_beat();
+        let last = step_at_or_after(end_beat); // exclusive
+        let mut step = first;
+        while step < last {
+            let offset = clock.offset_of_step(step);
+            for slot in self.sounding.iter_mut() {
+                if let Some(s) = *slot {
+                    if s.end == step {
+                        send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                        *slot = None;
+                    }
+                }
+            }
+            for note in schedule.starting_at(step) {
+                self.start(*note, offset, send);
+            }
+            // Jump to the next step where anything happens.
+            let next_end = self.sounding.iter().flatten().map(|s| s.end).filter(|e| *e > step).min();
+            let next_start = schedule.next_start(step + 1);
+            step = match (next_end, next_start) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => last,
+            };
+        }
+        self.expected_beat = Some(end_beat);
+    }
+
+    fn start(&mut self, note: ScheduledNote, offset: u32, send: &mut impl FnMut(u32, PlayEvent)) {
+        // The same key on the same channel still sounding: end it first.
+        for slot in self.sounding.iter_mut() {
+            if let Some(s) = *slot {
+                if s.channel == note.channel && s.pitch == note.pitch {
+                    send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                    *slot = None;
+                }
+            }
+        }
+        if let Some(slot) = self.sounding.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(Sounding {
+                channel: note.channel,
+                pitch: note.pitch,
+                end: note.end,
+            });
+            send(
+                offset,
+                PlayEvent::On {
+                    channel: note.channel,
+                    pitch: note.pitch,
+                    velocity: note.velocity,
+                },
+            );
+        }
+    }
+
+    /// Ends every sounding note at `offset` (transport stop, jump,
+    /// deactivation, a change of output channels).
+    pub fn all_off(&mut self, offset: u32, send: &mut impl FnMut(u32, PlayEvent)) {
+        for slot in self.sounding.iter_mut() {
+            if let Some(s) = slot.take() {
+                send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+            }
+        }
+    }
+
+    /// Forgets where the transport was (after a reset).
+    pub fn reset(&mut self) {
+        self.expected_beat = None;
+    }
+
+    pub fn sounding_count(&self) -> usize {
+        self.sounding.iter().flatten().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(start: i64, end: i64, pitch: u8) -> ScheduledNote {
+        ScheduledNote {
+            start,
+            end,
+            pitch,
+            channel: 1,
+            velocity: 80,
+        }
+    }
+
+    fn clock(start_beat: f64, samples: u32, tempo: f64, rate: f64) -> BlockClock {
+        BlockClock {
+            playing: true,
+            start_beat,
+            samples,
+            beats_per_sample: tempo / 60.0 / rate,
+        }
+    }
+
+    /// Runs consecutive blocks of `block` samples from beat 0 and returns
+    /// events at absolute sample positions.
+    fn run(schedule: &Schedule, block: u32, blocks: usize, tempo: f64, rate: f64) -> Vec<(u64, PlayEvent)> {
+        let mut player = Player::default();
+        let mut out = Vec::new();
+        let bps = tempo / 60.0 / rate;
+        for b in 0..blocks {
+            let start_sample = b as u64 * block as u64;
+            let c = clock(start_sample as f64 * bps, block, tempo, rate);
+            player.process(schedule, &c, &mut |o, e| out.push((start_sample + o as u64, e)));
+        }
+        out
+    }
+
+    #[test]
+    fn notes_land_on_their_samples_whatever_the_block_size() {
+        let schedule = Schedule::new(vec![note(0, 4, 60), note(4, 6, 62), note(7, 8, 64)]);
+        // 120 bpm at 48 kHz: a 16th is 6000 samples.
+        let expected = vec![
+            (0, PlayEvent::On { channel: 1, pitch: 60, velocity: 80 }),
+            (24000, PlayEvent::Off { channel: 1, pitch: 60 }),
+            (24000, PlayEvent::On { channel: 1, pitch: 62, velocity: 80 }),
+            (36000, PlayEvent::Off { channel: 1, pitch: 62 }),
+            (42000, PlayEvent::On { channel: 1, pitch: 64, velocity: 80 }),
+            (48000, PlayEvent::Off { channel: 1, pitch: 64 }),
+        ];
+        for block in [1u32, 7, 64, 512, 4096, 8192] {
+            let blocks = (50_000 / block as usize) + 1;
+            assert_eq!(run(&schedule, block, blocks, 120.0, 48_000.0), expected, "block {block}");
+        }
+    }
+
+    #[test]
+    fn stopping_and_jumping_release_every_note() {
+        let schedule = Schedule::new(vec![note(0, 16, 60), note(0, 16, 48)]);
+        let mut player = Player::default();
+        let mut out = Vec::new();
+        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        assert_eq!(player.sounding_count(), 2);
+        // Jump to beat 10: both notes end at offset 0.
+        out.clear();
+        player.process(&schedule, &clock(10.0, 512, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|(o, e)| *o == 0 && matches!(e, PlayEvent::Off { .. })));
+        // Loop back to 0: they start again; then the transport stops.
+        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |_, _| {});
+        assert_eq!(player.sounding_count(), 2);
+        let mut stopped = clock(0.0, 512, 120.0, 48_000.0);
+        stopped.playing = false;
+        out.clear();
+        player.process(&schedule, &stopped, &mut |o, e| out.push((o, e)));
+        assert_eq!(out.len(), 2);
+        assert_eq!(player.sounding_count(), 0);
+    }
+
+    #[test]
+    fn a_tempo_change_moves_the_next_notes_with_it() {
+        let schedule = Schedule::new(vec![note(8, 9, 60)]);
+        let mut player = Player::default();
+        let mut out = Vec::new();
+        // Beat 0 at 120 bpm, one block of 1 s = 2 beats; then 60 bpm.
+        player.process(&schedule, &clock(0.0, 48_000, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        assert!(out.is_empty());
+        player.process(&schedule, &clock(2.0, 48_000, 60.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        // Step 8 = beat 2: offset 0 of the second block; it ends a 16th
+        // later, which at 60 bpm is 12 000 samples.
+        assert_eq!(
+            out,
+            vec![
+                (0, PlayEvent::On { channel: 1, pitch: 60, velocity: 80 }),
+                (12_000, PlayEvent::Off { channel: 1, pitch: 60 })
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_schedule_never_strands_a_sounding_note() {
+        let old = Schedule::new(vec![note(0, 8, 60)]);
+        let new = Schedule::new(vec![note(4, 8, 62)]);
+        let mut player = Player::default();
+        let mut events = Vec::new();
+        let bps = 120.0 / 60.0 / 48_000.0;
+        player.process(&old, &clock(0.0, 6000, 120.0, 48_000.0), &mut |o, e| events.push((o, e)));
+        for b in 1..10u32 {
+            let c = clock(b as f64 * 6000.0 * bps, 6000, 120.0, 48_000.0);
+            player.process(&new, &c, &mut |o, e| events.push((o, e)));
+        }
+        let ons = events.iter().filter(|(_, e)| matches!(e, PlayEvent::On { .. })).count();
+        let offs = events.iter().filter(|(_, e)| matches!(e, PlayEvent::Off { .. })).count();
+        assert_eq!((ons, offs), (2, 2));
+        assert_eq!(player.sounding_count(), 0);
+    }
+}

@@ -1,0 +1,314 @@
+//! The rolling window of what the host played into Cantor, on the worker
+//! thread.
+//!
+//! Notes arrive as [`Capture`] messages stamped with the song position. They
+//! are kept by absolute bar (the bar's first grid step), so a looped clip
+//! fills the same bars on every pass: each pass over a bar collects that
+//! bar's notes afresh, and when the playhead leaves the bar the pass replaces
+//! what the bar held. A bar whose melody changed is marked dirty, which is
+//! what the worker regenerates. The window keeps the N bars heard most
+//! recently.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grid_time::nearest_step;
+
+/// A message from the audio thread, stamped in song position (beats).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Capture {
+    NoteOn { beat: f64, pitch: u8, velocity: u8 },
+    NoteOff { beat: f64, pitch: u8 },
+    /// Once per block: where the playhead is and the bar grid around it.
+    Playhead {
+        beat: f64,
+        playing: bool,
+        /// Song position of the current bar's first beat.
+        bar_start_beat: f64,
+        /// Bar length in quarter-note beats (4/4 → 4, 6/8 → 3).
+        bar_beats: f64,
+    },
+}
+
+/// A melody note at absolute grid steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeardNote {
+    pub start: i64,
+    pub end: i64,
+    pub pitch: u8,
+    pub velocity: u8,
+}
+
+/// One bar of the window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bar {
+    pub start: i64,
+    pub length: i64,
+    pub melody: Vec<HeardNote>,
+    /// Changed since the worker last generated for it.
+    pub dirty: bool,
+    /// When it was last heard (a counter), for choosing which bars to keep.
+    pub heard: u64,
+}
+
+impl Bar {
+    pub fn end(&self) -> i64 {
+        self.start + self.length
+    }
+}
+
+/// The bars heard, keyed by their first step.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub bars: BTreeMap<i64, Bar>,
+    #[serde(skip)]
+    pass: BTreeMap<i64, Vec<HeardNote>>,
+    #[serde(skip)]
+    held: Vec<(u8, i64, u8)>,
+    /// The bar the playhead is in: (start step, length) and the last step seen.
+    #[serde(skip)]
+    current: Option<(i64, i64, i64)>,
+    #[serde(skip)]
+    clock: u64,
+    /// Where an answer may start: the bar line after a committed bar that had
+    /// notes and ended with none held.
+    #[serde(skip)]
+    phrase_ended_at: Option<i64>,
+}
+
+/// Most notes held at once that the window tracks (a flood beyond this is
+/// ignored rather than allowed to grow memory without bound).
+const MAX_HELD: usize = 128;
+
+impl Window {
+    /// Takes one message; returns whether any bar became dirty.
+    pub fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
+        match capture {
+            Capture::NoteOn { beat, pitch, velocity } => {
+                let step = nearest_step(beat);
+                self.held.retain(|(p, _, _)| *p != pitch);
+                if self.held.len() < MAX_HELD {
+                    self.held.push((pitch, step, velocity));
+                }
+                false
+            }
+            Capture::NoteOff { beat, pitch } => {
+                let Some(i) = self.held.iter().position(|(p, _, _)| *p == pitch) else {
+                    return false;
+                };
+                let (_, start, velocity) = self.held.swap_remove(i);
+                let end = nearest_step(beat).max(start + 1);
+                let note = HeardNote { start, end, pitch, velocity };
+                let bar = self.bar_of(start);
+                self.pass.entry(bar).or_default().push(note);
+                // A note ending after its bar was committed updates that bar.
+                let late = self.bars.get(&bar).is_some_and(|_| self.current.is_some_and(|(cur, _, _)| cur != bar));
+                if late {
+                    return self.commit(bar, max_bars, false);
+                }
+                false
+            }
+            Capture::Playhead { beat, playing, bar_start_beat, bar_beats } => {
+                if !playing || bar_beats <= 0.0 {
+                    return false;
+                }
+                let step = nearest_step(beat);
+                let start = nearest_step(bar_start_beat);
+                let length = nearest_step(bar_beats).max(1);
+                let mut dirty = false;
+                if let Some((cur, cur_len, last_seen)) = self.current {
+                    if cur != start {
+                        // The playhead left a bar: commit it if it was heard to its end.
+                        let heard_to_end = last_seen >= cur + cur_len - 2 || start == cur + cur_len;
+                        if heard_to_end {
+                            dirty |= self.commit(cur, max_bars, true);
+                        }
+                    }
+                }
+                self.current = Some((start, length, step));
+                self.bars.entry(start).and_modify(|b| b.length = length);
+                dirty
+            }
+        }
+    }
+
+    fn bar_of(&self, step: i64) -> i64 {
+        match self.current {
+            Some((start, length, _)) => start + (step - start).div_euclid(length) * length,
+            None => step.div_euclid(16) * 16,
+        }
+    }
+
+    /// Replaces bar `start`'s melody with what this pass heard.
+    fn commit(&mut self, start: i64, max_bars: usize, whole_pass: bool) -> bool {
+        let length = self.current.filter(|c| c.0 == start).map(|c| c.1).or_else(|| self.bars.get(&start).map(|b| b.length)).unwrap_or(16);
+        let mut notes = self.pass.remove(&start).unwrap_or_default();
+        // Notes still held are cut at the bar end for now.
+        for (pitch, held_start, velocity) in &self.held {
+            if self.bar_of(*held_start) == start {
+                notes.push(HeardNote {
+                    start: *held_start,
+                    end: start + length,
+                    pitch: *pitch,
+                    velocity: *velocity,
+                });
+            }
+        }
+        notes.sort_by_key(|n| (n.start, n.pitch));
+        self.clock += 1;
+        if whole_pass {
+            let nothing_held = self.held.is_empty();
+            self.phrase_ended_at = (!notes.is_empty() && nothing_held).then_some(start + length);
+        }
+        let clock = self.clock;
+        let bar = self.bars.entry(start).or_insert_with(|| Bar {
+            start,
+            length,
+            melody: Vec::new(),
+            dirty: false,
+            heard: clock,
+        });
+        bar.heard = clock;
+        let changed = bar.melody != notes || (bar.melody.is_empty() && !notes.is_empty() && !bar.dirty);
+        if changed {
+            bar.melody = notes;
+            bar.dirty = true;
+        }
+        self.trim(max_bars);
+        changed
+    }
+
+    /// Keeps the `max_bars` most recently heard bars.
+    fn trim(&mut self, max_bars: usize) {
+        while self.bars.len() > max_bars.max(1) {
+            let oldest = self.bars.values().min_by_key(|b| b.heard).map(|b| b.start).expect("non-empty");
+            self.bars.remove(&oldest);
+        }
+    }
+
+    /// The bar line where the input stopped, once, if the last commit was a
+    /// bar that had notes and ended with none held.
+    pub fn take_phrase_end(&mut self) -> Option<i64> {
+        self.phrase_ended_at.take()
+    }
+
+    pub fn any_dirty(&self) -> bool {
+        self.bars.values().any(|b| b.dirty)
+    }
+
+    pub fn mark_clean(&mut self, starts: &[i64]) {
+        for s in starts {
+            if let Some(b) = self.bars.get_mut(s) {
+                b.dirty = false;
+            }
+        }
+    }
+
+    pub fn mark_all_dirty(&mut self) {
+        for b in self.bars.values_mut() {
+            b.dirty = true;
+        }
+    }
+
+    /// Runs of adjacent bars (no gap between them), in order.
+    pub fn segments(&self) -> Vec<Vec<&Bar>> {
+        let mut out: Vec<Vec<&Bar>> = Vec::new();
+        for bar in self.bars.values() {
+            match out.last_mut() {
+                Some(run) if run.last().is_some_and(|b| b.end() == bar.start) => run.push(bar),
+                _ => out.push(vec![bar]),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playhead(beat: f64) -> Capture {
+        Capture::Playhead {
+            beat,
+            playing: true,
+            bar_start_beat: (beat / 4.0).floor() * 4.0,
+            bar_beats: 4.0,
+        }
+    }
+
+    fn play(window: &mut Window, notes: &[(f64, f64, u8)], from: f64, to: f64) -> bool {
+        let mut dirty = false;
+        let mut beat = from;
+        while beat < to {
+            for (on, off, pitch) in notes {
+                if *on >= beat && *on < beat + 0.25 {
+                    dirty |= window.take(Capture::NoteOn { beat: *on, pitch: *pitch, velocity: 90 }, 8);
+                }
+                if *off >= beat && *off < beat + 0.25 {
+                    dirty |= window.take(Capture::NoteOff { beat: *off, pitch: *pitch }, 8);
+                }
+            }
+            dirty |= window.take(playhead(beat), 8);
+            beat += 0.25;
+        }
+        dirty
+    }
+
+    #[test]
+    fn a_bar_is_committed_when_the_playhead_leaves_it() {
+        let mut w = Window::default();
+        let melody = [(0.0, 1.0, 72), (1.0, 2.0, 74), (2.0, 4.0, 76)];
+        assert!(!play(&mut w, &melody, 0.0, 4.0));
+        assert!(play(&mut w, &[], 4.0, 4.25));
+        let bar = &w.bars[&0];
+        assert_eq!(bar.melody.len(), 3);
+        assert_eq!(bar.melody[2], HeardNote { start: 8, end: 16, pitch: 76, velocity: 90 });
+        assert!(bar.dirty);
+    }
+
+    #[test]
+    fn a_loop_with_the_same_melody_changes_nothing_and_an_edit_is_followed() {
+        let mut w = Window::default();
+        // The note-off on the bar line arrives in the block that crosses it.
+        let melody = [(0.0, 2.0, 72), (2.0, 4.0, 74)];
+        assert!(play(&mut w, &melody, 0.0, 4.25));
+        w.mark_clean(&[0]);
+        // Loop back: same notes, bar stays clean.
+        assert!(!play(&mut w, &melody, 0.0, 4.25));
+        assert!(!w.any_dirty());
+        // Edited melody: dirty again.
+        assert!(play(&mut w, &[(0.0, 2.0, 72), (2.0, 4.0, 77)], 0.0, 4.25));
+        assert_eq!(w.bars[&0].melody[1].pitch, 77);
+    }
+
+    #[test]
+    fn the_window_keeps_the_most_recent_bars_and_survives_a_flood() {
+        let mut w = Window::default();
+        let mut beat = 0.0;
+        for bar in 0..12 {
+            play(&mut w, &[(beat, beat + 1.0, 60 + bar as u8)], beat, beat + 4.0);
+            beat += 4.0;
+        }
+        play(&mut w, &[], beat, beat + 0.25);
+        assert_eq!(w.bars.len(), 8);
+        assert_eq!(*w.bars.keys().next().unwrap(), 4 * 16);
+        for i in 0..10_000u32 {
+            w.take(Capture::NoteOn { beat, pitch: (i % 128) as u8, velocity: 1 }, 8);
+        }
+        assert!(w.held.len() <= MAX_HELD);
+        assert_eq!(w.bars.len(), 8);
+    }
+
+    #[test]
+    fn a_phrase_ends_at_the_bar_line_where_nothing_is_held() {
+        let mut w = Window::default();
+        play(&mut w, &[(0.0, 3.5, 72)], 0.0, 4.0);
+        play(&mut w, &[], 4.0, 4.25);
+        assert_eq!(w.take_phrase_end(), Some(16));
+        assert_eq!(w.take_phrase_end(), None);
+        // A note held over the bar line: the phrase goes on.
+        play(&mut w, &[(16.0, 22.0, 72)], 16.0, 20.25);
+        assert_eq!(w.take_phrase_end(), None);
+    }
+}
