@@ -122,7 +122,11 @@ pub fn harmonize(
         let mut mask = Mask::none(score.len());
         for bar in &run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
-            match composition.harmony.get(&bar.start).filter(|h| !bar.dirty && h.len() == range.len()) {
+            match composition
+                .harmony
+                .get(&bar.start)
+                .filter(|h| !bar.dirty && h.len() == range.len())
+            {
                 Some(cells) => {
                     for (t, cell) in range.clone().zip(cells) {
                         for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
@@ -147,7 +151,12 @@ pub fn harmonize(
         let generated = compose(model, &problem, &settings.sampler, observer)?.score;
         for bar in &run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
-            let cells: Vec<[CellToken; 4]> = generated.slice(range).cells().iter().map(|c| c.map(CellToken::from)).collect();
+            let cells: Vec<[CellToken; 4]> = generated
+                .slice(range)
+                .cells()
+                .iter()
+                .map(|c| c.map(CellToken::from))
+                .collect();
             updates.push((bar.start, Some(cells)));
             done.push(bar.start);
         }
@@ -158,7 +167,9 @@ pub fn harmonize(
             None => composition.harmony.remove(&start),
         };
     }
-    composition.harmony.retain(|start, _| window.bars.contains_key(start));
+    composition
+        .harmony
+        .retain(|start, _| window.bars.contains_key(start));
     Ok(done)
 }
 
@@ -172,7 +183,11 @@ pub fn answer(
     settings: &ComposeSettings,
     observer: &mut dyn Observer,
 ) -> cantor_engine::Result<()> {
-    let Some(run) = window.segments().into_iter().find(|r| r.last().is_some_and(|b| b.end() == from)) else {
+    let Some(run) = window
+        .segments()
+        .into_iter()
+        .find(|r| r.last().is_some_and(|b| b.end() == from))
+    else {
         return Ok(());
     };
     let soprano = model.card.vocabulary.range(Voice::Soprano);
@@ -183,7 +198,11 @@ pub fn answer(
     let mut mask = Mask::none(score.len());
     for bar in &run {
         let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
-        match composition.harmony.get(&bar.start).filter(|h| h.len() == range.len()) {
+        match composition
+            .harmony
+            .get(&bar.start)
+            .filter(|h| h.len() == range.len())
+        {
             Some(cells) => {
                 for (t, cell) in range.clone().zip(cells) {
                     for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
@@ -199,7 +218,12 @@ pub fn answer(
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
     let problem = Problem::new(score, mask, constraints)?;
     let generated = compose(model, &problem, &settings.sampler, observer)?.score;
-    let cells = generated.slice(phrase.len()..generated.len()).cells().iter().map(|c| c.map(CellToken::from)).collect();
+    let cells = generated
+        .slice(phrase.len()..generated.len())
+        .cells()
+        .iter()
+        .map(|c| c.map(CellToken::from))
+        .collect();
     composition.answer = Some((from, cells));
     Ok(())
 }
@@ -237,7 +261,11 @@ pub fn schedule(composition: &Composition, voices: [bool; 4], layout: ChannelLay
     let mut run: Vec<[CellToken; 4]> = Vec::new();
     for (start, cells) in &composition.harmony {
         if run_start.is_some_and(|s| s + run.len() as i64 != *start) {
-            push(run_start.expect("run"), &run, &[Voice::Alto, Voice::Tenor, Voice::Bass]);
+            push(
+                run_start.expect("run"),
+                &run,
+                &[Voice::Alto, Voice::Tenor, Voice::Bass],
+            );
             run.clear();
             run_start = None;
         }

@@ -82,9 +82,13 @@ impl Cantor {
 
     /// Takes every schedule the worker sent, returning the replaced ones.
     fn take_schedules(&mut self) {
-        let Some(link) = self.link.as_mut() else { return };
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
         while link.retired.slots() > 0 {
-            let Ok(next) = link.schedules.pop() else { break };
+            let Ok(next) = link.schedules.pop() else {
+                break;
+            };
             let spent = std::mem::replace(&mut self.schedule, next);
             let _ = link.retired.push(spent);
         }
@@ -93,7 +97,10 @@ impl Cantor {
     /// The block in musical time, from the host's transport (or Cantor's own
     /// clock when the host gives no position).
     fn block_clock(&mut self, transport: &Transport, samples: u32) -> (BlockClock, f64, f64) {
-        let tempo = transport.tempo.filter(|t| *t > 0.0).unwrap_or(FALLBACK_TEMPO);
+        let tempo = transport
+            .tempo
+            .filter(|t| *t > 0.0)
+            .unwrap_or(FALLBACK_TEMPO);
         let beats_per_sample = tempo / 60.0 / self.sample_rate;
         let (start_beat, playing) = match transport.pos_beats() {
             Some(beat) => (beat, transport.playing),
@@ -101,7 +108,10 @@ impl Cantor {
         };
         self.free_beat = start_beat + samples as f64 * beats_per_sample;
         let numerator = transport.time_sig_numerator.filter(|n| *n > 0).unwrap_or(4) as f64;
-        let denominator = transport.time_sig_denominator.filter(|d| *d > 0).unwrap_or(4) as f64;
+        let denominator = transport
+            .time_sig_denominator
+            .filter(|d| *d > 0)
+            .unwrap_or(4) as f64;
         let bar_beats = numerator * 4.0 / denominator;
         let bar_start = transport
             .bar_start_pos_beats()
@@ -119,7 +129,11 @@ impl Cantor {
 
 fn to_note_event(timing: u32, event: PlayEvent) -> PluginNoteEvent<Cantor> {
     match event {
-        PlayEvent::On { channel, pitch, velocity } => NoteEvent::NoteOn {
+        PlayEvent::On {
+            channel,
+            pitch,
+            velocity,
+        } => NoteEvent::NoteOn {
             timing,
             voice_id: VoiceID::Wildcard,
             channel: Channel::Number(channel),
@@ -167,7 +181,11 @@ impl Plugin for Cantor {
         if self.worker.is_none() {
             let (audio, worker) = worker::link();
             self.link = Some(audio);
-            self.worker = Some(Worker::spawn(worker, self.params.clone(), self.status.clone()));
+            self.worker = Some(Worker::spawn(
+                worker,
+                self.params.clone(),
+                self.status.clone(),
+            ));
         }
         self.release_pending = true;
         true
@@ -222,12 +240,19 @@ impl Plugin for Cantor {
                 next += 1;
             }
             let capture = match event {
-                NoteEvent::NoteOn { key: Key::Number(pitch), velocity, .. } => Some(Capture::NoteOn {
+                NoteEvent::NoteOn {
+                    key: Key::Number(pitch),
+                    velocity,
+                    ..
+                } => Some(Capture::NoteOn {
                     beat: clock.beat_at(timing),
                     pitch,
                     velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
                 }),
-                NoteEvent::NoteOff { key: Key::Number(pitch), .. } => Some(Capture::NoteOff {
+                NoteEvent::NoteOff {
+                    key: Key::Number(pitch),
+                    ..
+                } => Some(Capture::NoteOff {
                     beat: clock.beat_at(timing),
                     pitch,
                 }),
@@ -267,7 +292,8 @@ impl ClapPlugin for Cantor {
 
 impl Vst3Plugin for Cantor {
     const VST3_CLASS_ID: [u8; 16] = *b"CantorScoreModel";
-    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
+        &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
 }
 
 nice_export_clap!(Cantor);

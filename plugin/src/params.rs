@@ -135,14 +135,24 @@ impl Default for CantorParams {
             alto: BoolParam::new("Alto", true),
             tenor: BoolParam::new("Tenor", true),
             bass: BoolParam::new("Bass", true),
-            temperature: FloatParam::new("Temperature", 1.0, FloatRange::Linear { min: 0.1, max: 2.0 })
-                .with_step_size(0.01),
-            steps: IntParam::new("Steps", DEFAULT_STEPS, IntRange::Linear { min: 4, max: 100 }),
+            temperature: FloatParam::new(
+                "Temperature",
+                1.0,
+                FloatRange::Linear { min: 0.1, max: 2.0 },
+            )
+            .with_step_size(0.01),
+            steps: IntParam::new(
+                "Steps",
+                DEFAULT_STEPS,
+                IntRange::Linear { min: 4, max: 100 },
+            ),
             key_lock: EnumParam::new("Key lock", KeyLock::Off),
             tonic: EnumParam::new("Tonic", Tonic::C),
             scale: EnumParam::new("Scale", Scale::Major),
-            window_bars: IntParam::new("Window", 8, IntRange::Linear { min: 1, max: 32 }).with_unit(" bars"),
-            continue_bars: IntParam::new("Answer length", 4, IntRange::Linear { min: 1, max: 16 }).with_unit(" bars"),
+            window_bars: IntParam::new("Window", 8, IntRange::Linear { min: 1, max: 32 })
+                .with_unit(" bars"),
+            continue_bars: IntParam::new("Answer length", 4, IntRange::Linear { min: 1, max: 16 })
+                .with_unit(" bars"),
             layout: EnumParam::new("Channels", Layout::PerVoice),
             seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: 9999 }),
             pass_through: BoolParam::new("Pass through", true),
@@ -153,7 +163,12 @@ impl Default for CantorParams {
 
 impl CantorParams {
     pub fn voices(&self) -> [bool; 4] {
-        [self.soprano.value(), self.alto.value(), self.tenor.value(), self.bass.value()]
+        [
+            self.soprano.value(),
+            self.alto.value(),
+            self.tenor.value(),
+            self.bass.value(),
+        ]
     }
 
     pub fn layout(&self) -> ChannelLayout {

@@ -65,8 +65,15 @@ impl Schedule {
 /// What the player asks the host to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlayEvent {
-    On { channel: u8, pitch: u8, velocity: u8 },
-    Off { channel: u8, pitch: u8 },
+    On {
+        channel: u8,
+        pitch: u8,
+        velocity: u8,
+    },
+    Off {
+        channel: u8,
+        pitch: u8,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +107,12 @@ const JUMP_TOLERANCE_BEATS: f64 = 1.0 / 64.0;
 impl Player {
     /// Plays one block. `send(sample_offset, event)` receives events in time
     /// order, offsets inside `0..clock.samples`.
-    pub fn process(&mut self, schedule: &Schedule, clock: &BlockClock, send: &mut impl FnMut(u32, PlayEvent)) {
+    pub fn process(
+        &mut self,
+        schedule: &Schedule,
+        clock: &BlockClock,
+        send: &mut impl FnMut(u32, PlayEvent),
+    ) {
         if !clock.playing || clock.samples == 0 {
             self.all_off(0, send);
             self.expected_beat = None;
@@ -116,7 +128,13 @@ impl Player {
         for slot in self.sounding.iter_mut() {
             if let Some(s) = *slot {
                 if s.end < first {
-                    send(0, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                    send(
+                        0,
+                        PlayEvent::Off {
+                            channel: s.channel,
+                            pitch: s.pitch,
+                        },
+                    );
                     *slot = None;
                 }
             }
@@ -129,7 +147,13 @@ impl Player {
             for slot in self.sounding.iter_mut() {
                 if let Some(s) = *slot {
                     if s.end == step {
-                        send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                        send(
+                            offset,
+                            PlayEvent::Off {
+                                channel: s.channel,
+                                pitch: s.pitch,
+                            },
+                        );
                         *slot = None;
                     }
                 }
@@ -138,7 +162,13 @@ impl Player {
                 self.start(*note, offset, send);
             }
             // Jump to the next step where anything happens.
-            let next_end = self.sounding.iter().flatten().map(|s| s.end).filter(|e| *e > step).min();
+            let next_end = self
+                .sounding
+                .iter()
+                .flatten()
+                .map(|s| s.end)
+                .filter(|e| *e > step)
+                .min();
             let next_start = schedule.next_start(step + 1);
             step = match (next_end, next_start) {
                 (Some(a), Some(b)) => a.min(b),
@@ -155,7 +185,13 @@ impl Player {
         for slot in self.sounding.iter_mut() {
             if let Some(s) = *slot {
                 if s.channel == note.channel && s.pitch == note.pitch {
-                    send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                    send(
+                        offset,
+                        PlayEvent::Off {
+                            channel: s.channel,
+                            pitch: s.pitch,
+                        },
+                    );
                     *slot = None;
                 }
             }
@@ -182,7 +218,13 @@ impl Player {
     pub fn all_off(&mut self, offset: u32, send: &mut impl FnMut(u32, PlayEvent)) {
         for slot in self.sounding.iter_mut() {
             if let Some(s) = slot.take() {
-                send(offset, PlayEvent::Off { channel: s.channel, pitch: s.pitch });
+                send(
+                    offset,
+                    PlayEvent::Off {
+                        channel: s.channel,
+                        pitch: s.pitch,
+                    },
+                );
             }
         }
     }
@@ -222,14 +264,22 @@ mod tests {
 
     /// Runs consecutive blocks of `block` samples from beat 0 and returns
     /// events at absolute sample positions.
-    fn run(schedule: &Schedule, block: u32, blocks: usize, tempo: f64, rate: f64) -> Vec<(u64, PlayEvent)> {
+    fn run(
+        schedule: &Schedule,
+        block: u32,
+        blocks: usize,
+        tempo: f64,
+        rate: f64,
+    ) -> Vec<(u64, PlayEvent)> {
         let mut player = Player::default();
         let mut out = Vec::new();
         let bps = tempo / 60.0 / rate;
         for b in 0..blocks {
             let start_sample = b as u64 * block as u64;
             let c = clock(start_sample as f64 * bps, block, tempo, rate);
-            player.process(schedule, &c, &mut |o, e| out.push((start_sample + o as u64, e)));
+            player.process(schedule, &c, &mut |o, e| {
+                out.push((start_sample + o as u64, e))
+            });
         }
         out
     }
@@ -239,16 +289,59 @@ mod tests {
         let schedule = Schedule::new(vec![note(0, 4, 60), note(4, 6, 62), note(7, 8, 64)]);
         // 120 bpm at 48 kHz: a 16th is 6000 samples.
         let expected = vec![
-            (0, PlayEvent::On { channel: 1, pitch: 60, velocity: 80 }),
-            (24000, PlayEvent::Off { channel: 1, pitch: 60 }),
-            (24000, PlayEvent::On { channel: 1, pitch: 62, velocity: 80 }),
-            (36000, PlayEvent::Off { channel: 1, pitch: 62 }),
-            (42000, PlayEvent::On { channel: 1, pitch: 64, velocity: 80 }),
-            (48000, PlayEvent::Off { channel: 1, pitch: 64 }),
+            (
+                0,
+                PlayEvent::On {
+                    channel: 1,
+                    pitch: 60,
+                    velocity: 80,
+                },
+            ),
+            (
+                24000,
+                PlayEvent::Off {
+                    channel: 1,
+                    pitch: 60,
+                },
+            ),
+            (
+                24000,
+                PlayEvent::On {
+                    channel: 1,
+                    pitch: 62,
+                    velocity: 80,
+                },
+            ),
+            (
+                36000,
+                PlayEvent::Off {
+                    channel: 1,
+                    pitch: 62,
+                },
+            ),
+            (
+                42000,
+                PlayEvent::On {
+                    channel: 1,
+                    pitch: 64,
+                    velocity: 80,
+                },
+            ),
+            (
+                48000,
+                PlayEvent::Off {
+                    channel: 1,
+                    pitch: 64,
+                },
+            ),
         ];
         for block in [1u32, 7, 64, 512, 4096, 8192] {
             let blocks = (50_000 / block as usize) + 1;
-            assert_eq!(run(&schedule, block, blocks, 120.0, 48_000.0), expected, "block {block}");
+            assert_eq!(
+                run(&schedule, block, blocks, 120.0, 48_000.0),
+                expected,
+                "block {block}"
+            );
         }
     }
 
@@ -257,13 +350,21 @@ mod tests {
         let schedule = Schedule::new(vec![note(0, 16, 60), note(0, 16, 48)]);
         let mut player = Player::default();
         let mut out = Vec::new();
-        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |o, e| {
+            out.push((o, e))
+        });
         assert_eq!(player.sounding_count(), 2);
         // Jump to beat 10: both notes end at offset 0.
         out.clear();
-        player.process(&schedule, &clock(10.0, 512, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        player.process(
+            &schedule,
+            &clock(10.0, 512, 120.0, 48_000.0),
+            &mut |o, e| out.push((o, e)),
+        );
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|(o, e)| *o == 0 && matches!(e, PlayEvent::Off { .. })));
+        assert!(out
+            .iter()
+            .all(|(o, e)| *o == 0 && matches!(e, PlayEvent::Off { .. })));
         // Loop back to 0: they start again; then the transport stops.
         player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |_, _| {});
         assert_eq!(player.sounding_count(), 2);
@@ -281,16 +382,37 @@ mod tests {
         let mut player = Player::default();
         let mut out = Vec::new();
         // Beat 0 at 120 bpm, one block of 1 s = 2 beats; then 60 bpm.
-        player.process(&schedule, &clock(0.0, 48_000, 120.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        player.process(
+            &schedule,
+            &clock(0.0, 48_000, 120.0, 48_000.0),
+            &mut |o, e| out.push((o, e)),
+        );
         assert!(out.is_empty());
-        player.process(&schedule, &clock(2.0, 48_000, 60.0, 48_000.0), &mut |o, e| out.push((o, e)));
+        player.process(
+            &schedule,
+            &clock(2.0, 48_000, 60.0, 48_000.0),
+            &mut |o, e| out.push((o, e)),
+        );
         // Step 8 = beat 2: offset 0 of the second block; it ends a 16th
         // later, which at 60 bpm is 12 000 samples.
         assert_eq!(
             out,
             vec![
-                (0, PlayEvent::On { channel: 1, pitch: 60, velocity: 80 }),
-                (12_000, PlayEvent::Off { channel: 1, pitch: 60 })
+                (
+                    0,
+                    PlayEvent::On {
+                        channel: 1,
+                        pitch: 60,
+                        velocity: 80
+                    }
+                ),
+                (
+                    12_000,
+                    PlayEvent::Off {
+                        channel: 1,
+                        pitch: 60
+                    }
+                )
             ]
         );
     }
@@ -302,13 +424,21 @@ mod tests {
         let mut player = Player::default();
         let mut events = Vec::new();
         let bps = 120.0 / 60.0 / 48_000.0;
-        player.process(&old, &clock(0.0, 6000, 120.0, 48_000.0), &mut |o, e| events.push((o, e)));
+        player.process(&old, &clock(0.0, 6000, 120.0, 48_000.0), &mut |o, e| {
+            events.push((o, e))
+        });
         for b in 1..10u32 {
             let c = clock(b as f64 * 6000.0 * bps, 6000, 120.0, 48_000.0);
             player.process(&new, &c, &mut |o, e| events.push((o, e)));
         }
-        let ons = events.iter().filter(|(_, e)| matches!(e, PlayEvent::On { .. })).count();
-        let offs = events.iter().filter(|(_, e)| matches!(e, PlayEvent::Off { .. })).count();
+        let ons = events
+            .iter()
+            .filter(|(_, e)| matches!(e, PlayEvent::On { .. }))
+            .count();
+        let offs = events
+            .iter()
+            .filter(|(_, e)| matches!(e, PlayEvent::Off { .. }))
+            .count();
         assert_eq!((ons, offs), (2, 2));
         assert_eq!(player.sounding_count(), 0);
     }

@@ -18,8 +18,15 @@ use crate::grid_time::nearest_step;
 /// A message from the audio thread, stamped in song position (beats).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Capture {
-    NoteOn { beat: f64, pitch: u8, velocity: u8 },
-    NoteOff { beat: f64, pitch: u8 },
+    NoteOn {
+        beat: f64,
+        pitch: u8,
+        velocity: u8,
+    },
+    NoteOff {
+        beat: f64,
+        pitch: u8,
+    },
     /// Once per block: where the playhead is and the bar grid around it.
     Playhead {
         beat: f64,
@@ -85,7 +92,11 @@ impl Window {
     /// Takes one message; returns whether any bar became dirty.
     pub fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
         match capture {
-            Capture::NoteOn { beat, pitch, velocity } => {
+            Capture::NoteOn {
+                beat,
+                pitch,
+                velocity,
+            } => {
                 let step = nearest_step(beat);
                 self.held.retain(|(p, _, _)| *p != pitch);
                 if self.held.len() < MAX_HELD {
@@ -99,17 +110,30 @@ impl Window {
                 };
                 let (_, start, velocity) = self.held.swap_remove(i);
                 let end = nearest_step(beat).max(start + 1);
-                let note = HeardNote { start, end, pitch, velocity };
+                let note = HeardNote {
+                    start,
+                    end,
+                    pitch,
+                    velocity,
+                };
                 let bar = self.bar_of(start);
                 self.pass.entry(bar).or_default().push(note);
                 // A note ending after its bar was committed updates that bar.
-                let late = self.bars.get(&bar).is_some_and(|_| self.current.is_some_and(|(cur, _, _)| cur != bar));
+                let late = self
+                    .bars
+                    .get(&bar)
+                    .is_some_and(|_| self.current.is_some_and(|(cur, _, _)| cur != bar));
                 if late {
                     return self.commit(bar, max_bars, false);
                 }
                 false
             }
-            Capture::Playhead { beat, playing, bar_start_beat, bar_beats } => {
+            Capture::Playhead {
+                beat,
+                playing,
+                bar_start_beat,
+                bar_beats,
+            } => {
                 if !playing || bar_beats <= 0.0 {
                     return false;
                 }
@@ -142,7 +166,12 @@ impl Window {
 
     /// Replaces bar `start`'s melody with what this pass heard.
     fn commit(&mut self, start: i64, max_bars: usize, whole_pass: bool) -> bool {
-        let length = self.current.filter(|c| c.0 == start).map(|c| c.1).or_else(|| self.bars.get(&start).map(|b| b.length)).unwrap_or(16);
+        let length = self
+            .current
+            .filter(|c| c.0 == start)
+            .map(|c| c.1)
+            .or_else(|| self.bars.get(&start).map(|b| b.length))
+            .unwrap_or(16);
         let mut notes = self.pass.remove(&start).unwrap_or_default();
         // Notes still held are cut at the bar end for now.
         for (pitch, held_start, velocity) in &self.held {
@@ -170,7 +199,8 @@ impl Window {
             heard: clock,
         });
         bar.heard = clock;
-        let changed = bar.melody != notes || (bar.melody.is_empty() && !notes.is_empty() && !bar.dirty);
+        let changed =
+            bar.melody != notes || (bar.melody.is_empty() && !notes.is_empty() && !bar.dirty);
         if changed {
             bar.melody = notes;
             bar.dirty = true;
@@ -182,7 +212,12 @@ impl Window {
     /// Keeps the `max_bars` most recently heard bars.
     fn trim(&mut self, max_bars: usize) {
         while self.bars.len() > max_bars.max(1) {
-            let oldest = self.bars.values().min_by_key(|b| b.heard).map(|b| b.start).expect("non-empty");
+            let oldest = self
+                .bars
+                .values()
+                .min_by_key(|b| b.heard)
+                .map(|b| b.start)
+                .expect("non-empty");
             self.bars.remove(&oldest);
         }
     }
@@ -243,10 +278,23 @@ mod tests {
         while beat < to {
             for (on, off, pitch) in notes {
                 if *on >= beat && *on < beat + 0.25 {
-                    dirty |= window.take(Capture::NoteOn { beat: *on, pitch: *pitch, velocity: 90 }, 8);
+                    dirty |= window.take(
+                        Capture::NoteOn {
+                            beat: *on,
+                            pitch: *pitch,
+                            velocity: 90,
+                        },
+                        8,
+                    );
                 }
                 if *off >= beat && *off < beat + 0.25 {
-                    dirty |= window.take(Capture::NoteOff { beat: *off, pitch: *pitch }, 8);
+                    dirty |= window.take(
+                        Capture::NoteOff {
+                            beat: *off,
+                            pitch: *pitch,
+                        },
+                        8,
+                    );
                 }
             }
             dirty |= window.take(playhead(beat), 8);
@@ -263,7 +311,15 @@ mod tests {
         assert!(play(&mut w, &[], 4.0, 4.25));
         let bar = &w.bars[&0];
         assert_eq!(bar.melody.len(), 3);
-        assert_eq!(bar.melody[2], HeardNote { start: 8, end: 16, pitch: 76, velocity: 90 });
+        assert_eq!(
+            bar.melody[2],
+            HeardNote {
+                start: 8,
+                end: 16,
+                pitch: 76,
+                velocity: 90
+            }
+        );
         assert!(bar.dirty);
     }
 
@@ -287,14 +343,26 @@ mod tests {
         let mut w = Window::default();
         let mut beat = 0.0;
         for bar in 0..12 {
-            play(&mut w, &[(beat, beat + 1.0, 60 + bar as u8)], beat, beat + 4.0);
+            play(
+                &mut w,
+                &[(beat, beat + 1.0, 60 + bar as u8)],
+                beat,
+                beat + 4.0,
+            );
             beat += 4.0;
         }
         play(&mut w, &[], beat, beat + 0.25);
         assert_eq!(w.bars.len(), 8);
         assert_eq!(*w.bars.keys().next().unwrap(), 4 * 16);
         for i in 0..10_000u32 {
-            w.take(Capture::NoteOn { beat, pitch: (i % 128) as u8, velocity: 1 }, 8);
+            w.take(
+                Capture::NoteOn {
+                    beat,
+                    pitch: (i % 128) as u8,
+                    velocity: 1,
+                },
+                8,
+            );
         }
         assert!(w.held.len() <= MAX_HELD);
         assert_eq!(w.bars.len(), 8);

@@ -109,7 +109,11 @@ impl Drop for Worker {
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl Worker {
-    pub fn spawn(link: WorkerLink, params: Arc<CantorParams>, status: Arc<Mutex<Status>>) -> Worker {
+    pub fn spawn(
+        link: WorkerLink,
+        params: Arc<CantorParams>,
+        status: Arc<Mutex<Status>>,
+    ) -> Worker {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = {
@@ -220,7 +224,11 @@ impl WorkerState {
     fn command(&mut self, command: Command) {
         match command {
             Command::LoadModel(path) => {
-                let device = self.model.as_ref().map(|m| m.device().clone()).unwrap_or(cantor_engine::Device::Cpu);
+                let device = self
+                    .model
+                    .as_ref()
+                    .map(|m| m.device().clone())
+                    .unwrap_or(cantor_engine::Device::Cpu);
                 match ScoreModel::load(&path, &device) {
                     Ok(model) => {
                         self.set_model(model);
@@ -263,7 +271,9 @@ impl WorkerState {
     fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
         // New input where an answer is playing: the player goes on, the
         // answer stops (freshest input wins).
-        if let (Capture::NoteOn { beat, .. }, Some((start, _))) = (capture, &self.composition.answer) {
+        if let (Capture::NoteOn { beat, .. }, Some((start, _))) =
+            (capture, &self.composition.answer)
+        {
             if crate::grid_time::nearest_step(beat) >= *start {
                 self.composition.answer = None;
                 self.publish();
@@ -325,13 +335,35 @@ impl WorkerState {
         // Compose from a snapshot; the observer keeps taking captures into
         // the live window and cancels when a bar changes.
         let snapshot = self.window.clone();
-        let dirty_bars: Vec<i64> = snapshot.bars.values().filter(|b| b.dirty).map(|b| b.start).collect();
+        let dirty_bars: Vec<i64> = snapshot
+            .bars
+            .values()
+            .filter(|b| b.dirty)
+            .map(|b| b.start)
+            .collect();
         let mut composition = self.composition.clone();
-        let mut observer = Watch { state: self, cancel: false };
+        let mut observer = Watch {
+            state: self,
+            cancel: false,
+        };
         let result = match mode {
-            Mode::Harmonize => harmonize(&model, &snapshot, &mut composition, &settings, &mut observer).map(|_| ()),
+            Mode::Harmonize => harmonize(
+                &model,
+                &snapshot,
+                &mut composition,
+                &settings,
+                &mut observer,
+            )
+            .map(|_| ()),
             Mode::Continue => match observer.state.pending_answer {
-                Some(at) => answer(&model, &snapshot, &mut composition, at, &settings, &mut observer),
+                Some(at) => answer(
+                    &model,
+                    &snapshot,
+                    &mut composition,
+                    at,
+                    &settings,
+                    &mut observer,
+                ),
                 None => Ok(()),
             },
         };
@@ -351,12 +383,17 @@ impl WorkerState {
                 // Bars edited while we worked stay dirty for the next round.
                 let still_same: Vec<i64> = dirty_bars
                     .into_iter()
-                    .filter(|s| self.window.bars.get(s).map(|b| &b.melody) == snapshot.bars.get(s).map(|b| &b.melody))
+                    .filter(|s| {
+                        self.window.bars.get(s).map(|b| &b.melody)
+                            == snapshot.bars.get(s).map(|b| &b.melody)
+                    })
                     .collect();
                 self.window.mark_clean(&still_same);
                 if mode == Mode::Harmonize {
                     // Harmony of bars the window has since dropped goes too.
-                    composition.harmony.retain(|s, _| self.window.bars.contains_key(s));
+                    composition
+                        .harmony
+                        .retain(|s, _| self.window.bars.contains_key(s));
                 }
                 self.composition = composition;
                 self.publish();

@@ -1,0 +1,298 @@
+//! A small CLAP host for Cantor's end-to-end tests: builds the debug bundle
+//! (with nice-plug's `assert_process_allocs`, so any allocation on the audio
+//! thread aborts the test), loads it with clack-host, and plays blocks of
+//! notes with a transport through `process()`.
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::{EventFlags, EventHeader, Match};
+use clack_host::extensions::prelude::*;
+use clack_host::prelude::*;
+use clack_host::utils::{BeatTime, SecondsTime};
+use clap_sys::ext::state::{clap_plugin_state, CLAP_EXT_STATE};
+
+/// Builds `target/bundled/Cantor.clap` (debug, allocation-checked) once per
+/// test binary.
+pub fn bundle() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "xtask",
+                "bundle",
+                "cantor",
+                "--features",
+                "assert_process_allocs",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("cargo xtask runs");
+        assert!(status.success(), "building the Cantor bundle failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or(root.join("target"));
+        target.join("bundled").join("Cantor.clap")
+    })
+}
+
+struct TestHost;
+
+#[derive(Default)]
+pub struct TestShared {
+    callback_requested: AtomicBool,
+}
+
+impl<'a> SharedHandler<'a> for TestShared {
+    fn request_restart(&self) {}
+    fn request_process(&self) {}
+    fn request_callback(&self) {
+        self.callback_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+impl HostHandlers for TestHost {
+    type Shared<'a> = TestShared;
+    type MainThread<'a> = ();
+    type AudioProcessor<'a> = ();
+}
+
+/// The CLAP state extension (clack-host 0.2 does not ship one).
+#[derive(Copy, Clone)]
+struct StateExtension(RawExtension<PluginExtensionSide, clap_plugin_state>);
+
+// SAFETY: the identifier and the raw type are the CLAP state extension's.
+unsafe impl Extension for StateExtension {
+    const IDENTIFIERS: &'static [&'static CStr] = &[CLAP_EXT_STATE];
+    type ExtensionSide = PluginExtensionSide;
+    unsafe fn from_raw(raw: RawExtension<Self::ExtensionSide>) -> Self {
+        // SAFETY: the host only calls this for the identifier above.
+        Self(unsafe { raw.cast() })
+    }
+}
+
+/// A note the plugin sent, at an absolute sample position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutNote {
+    pub sample: u64,
+    pub on: bool,
+    pub key: u16,
+    pub channel: u16,
+}
+
+/// A note to send, at a sample offset within its block.
+#[derive(Clone, Copy, Debug)]
+pub struct InNote {
+    pub offset: u32,
+    pub on: bool,
+    pub key: u16,
+}
+
+/// The transport of one block.
+#[derive(Clone, Copy, Debug)]
+pub struct Transport {
+    pub playing: bool,
+    pub beat: f64,
+    pub tempo: f64,
+    pub numerator: u16,
+    pub denominator: u16,
+}
+
+/// A loaded, active, processing Cantor instance.
+pub struct Cantor {
+    instance: PluginInstance<TestHost>,
+    processor: Option<StartedPluginAudioProcessor<TestHost>>,
+    pub sample_rate: f64,
+    pub max_block: u32,
+    /// Samples processed so far (absolute output positions).
+    pub position: u64,
+}
+
+impl Cantor {
+    pub fn new(sample_rate: f64, max_block: u32) -> Cantor {
+        // SAFETY: loading a CLAP bundle runs its entry code; it is our own.
+        let entry = unsafe { PluginEntry::load(bundle()) }.expect("the bundle loads");
+        let factory = entry.get_plugin_factory().expect("a plugin factory");
+        let descriptor = factory.plugin_descriptors().next().expect("one plugin");
+        let id = descriptor.id().expect("an id").to_owned();
+        assert_eq!(id.to_bytes(), b"org.cantor.cantor");
+        let info = HostInfo::new("cantor-tests", "cantor", "https://example.invalid", "0.1.0")
+            .expect("host info");
+        let mut instance =
+            PluginInstance::<TestHost>::new(|_| TestShared::default(), |_| (), &entry, &id, &info)
+                .expect("instantiates");
+        let config = PluginAudioConfiguration {
+            sample_rate,
+            min_frames_count: 1,
+            max_frames_count: max_block,
+        };
+        let stopped = instance.activate(|_, _| (), config).expect("activates");
+        let processor = stopped.start_processing().expect("starts processing");
+        Cantor {
+            instance,
+            processor: Some(processor),
+            sample_rate,
+            max_block,
+            position: 0,
+        }
+    }
+
+    /// Processes one block of `frames` samples; returns what the plugin sent.
+    pub fn process(
+        &mut self,
+        frames: u32,
+        notes: &[InNote],
+        transport: Option<Transport>,
+    ) -> Vec<OutNote> {
+        assert!(frames <= self.max_block);
+        let mut input = EventBuffer::with_capacity(notes.len());
+        for n in notes {
+            let pckn = Pckn::new(0u16, 0u16, n.key, Match::All);
+            if n.on {
+                input.push(&NoteOnEvent::new(n.offset, pckn, 0.8));
+            } else {
+                input.push(&NoteOffEvent::new(n.offset, pckn, 0.0));
+            }
+        }
+        input.sort();
+        let mut output = EventBuffer::with_capacity(notes.len() * 2 + 64);
+        let event = transport.map(|t| transport_event(t, self.sample_rate));
+        // SAFETY: zero audio ports, `frames` frames.
+        let audio_in = unsafe { InputAudioBuffers::from_raw_buffers(&[], frames) };
+        // SAFETY: as above.
+        let mut audio_out = unsafe { OutputAudioBuffers::from_raw_buffers(&mut [], frames) };
+        self.processor
+            .as_mut()
+            .expect("processing")
+            .process(
+                &audio_in,
+                &mut audio_out,
+                &input.as_input(),
+                &mut output.as_output(),
+                Some(self.position),
+                event.as_ref(),
+            )
+            .expect("process succeeds");
+        let start = self.position;
+        self.position += frames as u64;
+        output
+            .iter()
+            .filter_map(|e| {
+                if let Some(on) = e.as_event::<NoteOnEvent>() {
+                    Some(OutNote {
+                        sample: start + on.time() as u64,
+                        on: true,
+                        key: on.key().into_specific().unwrap_or(0),
+                        channel: on.channel().into_specific().unwrap_or(0),
+                    })
+                } else {
+                    e.as_event::<NoteOffEvent>().map(|off| OutNote {
+                        sample: start + off.time() as u64,
+                        on: false,
+                        key: off.key().into_specific().unwrap_or(0),
+                        channel: off.channel().into_specific().unwrap_or(0),
+                    })
+                }
+            })
+            .collect()
+    }
+
+    fn main_thread_callbacks(&mut self) {
+        if self
+            .instance
+            .access_shared_handler(|s| s.callback_requested.swap(false, Ordering::SeqCst))
+        {
+            self.instance.call_on_main_thread_callback();
+        }
+    }
+
+    /// The plugin's saved state (processing is paused around the call).
+    pub fn save_state(&mut self) -> Vec<u8> {
+        self.main_thread_callbacks();
+        let ext: StateExtension = self
+            .instance
+            .plugin_shared_handle()
+            .get_extension()
+            .expect("state extension");
+        let mut bytes = Vec::new();
+        let handle = self.instance.plugin_handle();
+        let raw = handle.use_extension(&ext.0);
+        let mut stream = clack_host::stream::OutputStream::from_writer(&mut bytes);
+        // SAFETY: called on the main thread with a valid stream.
+        let ok = raw
+            .save
+            .is_some_and(|save| unsafe { save(handle.as_raw(), stream.as_raw_mut()) });
+        assert!(ok, "state save failed");
+        bytes
+    }
+
+    pub fn load_state(&mut self, bytes: &[u8]) {
+        let ext: StateExtension = self
+            .instance
+            .plugin_shared_handle()
+            .get_extension()
+            .expect("state extension");
+        let handle = self.instance.plugin_handle();
+        let raw = handle.use_extension(&ext.0);
+        let mut reader = bytes;
+        let mut stream = clack_host::stream::InputStream::from_reader(&mut reader);
+        // SAFETY: called on the main thread with a valid stream.
+        let ok = raw
+            .load
+            .is_some_and(|load| unsafe { load(handle.as_raw(), stream.as_raw_mut()) });
+        assert!(ok, "state load failed");
+        self.main_thread_callbacks();
+    }
+
+    /// The saved state's JSON (nice-plug frames it with a u64 length).
+    pub fn state_json(bytes: &[u8]) -> serde_json::Value {
+        let len = u64::from_le_bytes(bytes[..8].try_into().expect("length")) as usize;
+        serde_json::from_slice(&bytes[8..8 + len]).expect("state JSON")
+    }
+}
+
+impl Drop for Cantor {
+    fn drop(&mut self) {
+        if let Some(p) = self.processor.take() {
+            let stopped = p.stop_processing();
+            self.instance.deactivate(stopped);
+        }
+    }
+}
+
+fn transport_event(t: Transport, sample_rate: f64) -> TransportEvent {
+    let _ = sample_rate;
+    let bar_beats = t.numerator as f64 * 4.0 / t.denominator as f64;
+    let bar_start = (t.beat / bar_beats).floor() * bar_beats;
+    let mut flags = TransportFlags::HAS_TEMPO
+        | TransportFlags::HAS_BEATS_TIMELINE
+        | TransportFlags::HAS_TIME_SIGNATURE;
+    if t.playing {
+        flags |= TransportFlags::IS_PLAYING;
+    }
+    TransportEvent {
+        header: EventHeader::new_core(0, EventFlags::empty()),
+        flags,
+        song_pos_beats: BeatTime::from_float(t.beat),
+        song_pos_seconds: SecondsTime::from_float(t.beat * 60.0 / t.tempo),
+        tempo: t.tempo,
+        tempo_inc: 0.0,
+        loop_start_beats: BeatTime::from_int(0),
+        loop_end_beats: BeatTime::from_int(0),
+        loop_start_seconds: SecondsTime::from_int(0),
+        loop_end_seconds: SecondsTime::from_int(0),
+        bar_start: BeatTime::from_float(bar_start),
+        bar_number: (t.beat / bar_beats).floor() as i32,
+        time_signature_numerator: t.numerator,
+        time_signature_denominator: t.denominator,
+    }
+}
