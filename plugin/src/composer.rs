@@ -101,6 +101,9 @@ fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
     score
 }
 
+/// Bars of known context kept on each side of the bars being composed.
+pub const CONTEXT_BARS: usize = 2;
+
 /// Harmonizes every run of bars with a dirty bar. Returns the bars done. A
 /// cancelled run returns the error and changes nothing.
 pub fn harmonize(
@@ -114,13 +117,18 @@ pub fn harmonize(
     let mut done = Vec::new();
     let mut updates = Vec::new();
     for run in window.segments() {
-        if !run.iter().any(|b| b.dirty) {
+        let Some(first_dirty) = run.iter().position(|b| b.dirty) else {
             continue;
-        }
+        };
+        // Only the dirty bars and some context either side: the rest of the
+        // run is known and too far away to matter.
+        let last_dirty = run.iter().rposition(|b| b.dirty).expect("a dirty bar");
+        let run = &run[first_dirty.saturating_sub(CONTEXT_BARS)
+            ..(last_dirty + 1 + CONTEXT_BARS).min(run.len())];
         let origin = run[0].start;
-        let mut score = melody_score(&run, soprano);
+        let mut score = melody_score(run, soprano);
         let mut mask = Mask::none(score.len());
-        for bar in &run {
+        for bar in run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
             match composition
                 .harmony
@@ -140,7 +148,7 @@ pub fn harmonize(
         score.normalize();
         if score.voice_is_silent(Voice::Soprano) {
             // A run of silent bars: nothing to harmonize, and no harmony.
-            for bar in &run {
+            for bar in run {
                 updates.push((bar.start, None));
                 done.push(bar.start);
             }
@@ -149,7 +157,7 @@ pub fn harmonize(
         let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
         let problem = Problem::new(score, mask, constraints)?;
         let generated = compose(model, &problem, &settings.sampler, observer)?.score;
-        for bar in &run {
+        for bar in run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
             let cells: Vec<[CellToken; 4]> = generated
                 .slice(range)

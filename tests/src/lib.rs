@@ -20,29 +20,32 @@ use clap_sys::ext::state::{clap_plugin_state, CLAP_EXT_STATE};
 /// test binary.
 pub fn bundle() -> &'static Path {
     static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
-    BUNDLE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "xtask",
-                "bundle",
-                "cantor",
-                "--features",
-                "assert_process_allocs",
-            ])
-            .current_dir(&root)
-            .status()
-            .expect("cargo xtask runs");
-        assert!(status.success(), "building the Cantor bundle failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or(root.join("target"));
-        target.join("bundled").join("Cantor.clap")
-    })
+    BUNDLE.get_or_init(|| build_bundle(&["--features", "assert_process_allocs"]))
+}
+
+/// Builds the release bundle (for benchmarks) once per binary.
+pub fn release_bundle() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| build_bundle(&["--release"]))
+}
+
+fn build_bundle(args: &[&str]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["xtask", "bundle", "cantor"])
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .expect("cargo xtask runs");
+    assert!(status.success(), "building the Cantor bundle failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    target.join("bundled").join("Cantor.clap")
 }
 
 struct TestHost;
@@ -118,9 +121,14 @@ pub struct Cantor {
 }
 
 impl Cantor {
+    /// The test bundle (debug, allocation-checked).
     pub fn new(sample_rate: f64, max_block: u32) -> Cantor {
+        Self::from_bundle(bundle(), sample_rate, max_block)
+    }
+
+    pub fn from_bundle(path: &Path, sample_rate: f64, max_block: u32) -> Cantor {
         // SAFETY: loading a CLAP bundle runs its entry code; it is our own.
-        let entry = unsafe { PluginEntry::load(bundle()) }.expect("the bundle loads");
+        let entry = unsafe { PluginEntry::load(path) }.expect("the bundle loads");
         let factory = entry.get_plugin_factory().expect("a plugin factory");
         let descriptor = factory.plugin_descriptors().next().expect("one plugin");
         let id = descriptor.id().expect("an id").to_owned();

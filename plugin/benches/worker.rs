@@ -1,0 +1,88 @@
+//! Worker-side costs: loading the embedded model, and composing the harmony
+//! of a bar that was just committed in a full 8-bar window (the rest of the
+//! window already harmonized) — the latency from a bar's last note to its
+//! harmony being ready, less the worker's ≤ 3 ms idle poll.
+
+use cantor::composer::{harmonize, ComposeSettings, Composition};
+use cantor::window::{Capture, Window};
+use cantor_engine::model::shipped;
+use cantor_engine::{Device, KeyChoice, SamplerSettings, Unobserved};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const PITCHES: [u8; 32] = [
+    67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69, 67, 69, 71, 69, 67, 64, 66, 67,
+    74, 71, 67, 69, 72, 71, 69, 67,
+];
+
+/// Eight bars of quarter notes heard by the window, committed.
+fn heard_window() -> Window {
+    let mut w = Window::default();
+    for (i, p) in PITCHES.iter().enumerate() {
+        let beat = i as f64;
+        w.take(
+            Capture::NoteOn {
+                beat,
+                pitch: *p,
+                velocity: 90,
+            },
+            8,
+        );
+        w.take(
+            Capture::NoteOff {
+                beat: beat + 1.0,
+                pitch: *p,
+            },
+            8,
+        );
+        w.take(
+            Capture::Playhead {
+                beat: beat + 1.0,
+                playing: true,
+                bar_start_beat: ((beat + 1.0) / 4.0).floor() * 4.0,
+                bar_beats: 4.0,
+            },
+            8,
+        );
+    }
+    w
+}
+
+fn benches(c: &mut Criterion) {
+    c.bench_function("model_load_embedded", |b| {
+        b.iter(|| shipped::load(&Device::Cpu).unwrap())
+    });
+
+    let model = shipped::load(&Device::Cpu).unwrap();
+    let settings = ComposeSettings {
+        sampler: SamplerSettings::from_defaults(&model.card.sampling),
+        key: KeyChoice::Free,
+        continue_bars: 4,
+    };
+    let mut window = heard_window();
+    let mut full = Composition::default();
+    harmonize(&model, &window, &mut full, &settings, &mut Unobserved).unwrap();
+    let starts: Vec<i64> = window.bars.keys().copied().collect();
+    window.mark_clean(&starts);
+    // The last bar was just heard again with a new melody.
+    let last = *starts.last().unwrap();
+    window.bars.get_mut(&last).unwrap().dirty = true;
+    let mut group = c.benchmark_group("latency");
+    group.sample_size(20);
+    group.bench_function("harmonize_new_bar_in_8_bar_window", |b| {
+        b.iter(|| {
+            let mut composition = full.clone();
+            harmonize(
+                &model,
+                &window,
+                &mut composition,
+                &settings,
+                &mut Unobserved,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(worker, benches);
+criterion_main!(worker);
