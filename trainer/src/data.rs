@@ -44,10 +44,18 @@ impl Corpus {
             Self::from_jsb(source)?
         };
         if corpus.train.is_empty() {
+            let reasons: Vec<String> = corpus
+                .skipped
+                .iter()
+                .take(3)
+                .map(|(_, r)| r.clone())
+                .collect();
             bail!(
-                "{}: the corpus has no training pieces ({} files skipped)",
+                "{}: the corpus has no training pieces ({} files skipped{}{})",
                 source.display(),
-                corpus.skipped.len()
+                corpus.skipped.len(),
+                if reasons.is_empty() { "" } else { ", e.g. " },
+                reasons.join("; ")
             );
         }
         Ok(corpus)

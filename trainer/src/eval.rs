@@ -132,6 +132,8 @@ pub struct TaskReport {
 
 #[derive(Serialize)]
 pub struct DenoisingLevel {
+    /// Window length in steps.
+    pub window: usize,
     pub sigma: f32,
     /// σ²-weighted denoising score matching loss, σ²‖s(x, σ) − (x₀ − x)/σ²‖²
     /// = ‖D − x₀‖²/σ², per free cell.
@@ -270,10 +272,15 @@ fn denoising_levels(
     pieces: &[Score],
     device: &Device,
 ) -> Result<Vec<DenoisingLevel>> {
-    const WINDOW: usize = 64;
     const WINDOWS: usize = 64;
+    // 64-step windows, or shorter when every piece is shorter.
+    let longest = pieces.iter().map(Score::len).max().unwrap_or(0);
+    let window = longest.min(64) / 4 * 4;
+    if window == 0 {
+        return Ok(Vec::new());
+    }
     let vocab = &model.card.vocabulary;
-    let Ok(maker) = BatchMaker::new(pieces, vocab, model.card.noise, WINDOW) else {
+    let Ok(maker) = BatchMaker::new(pieces, vocab, model.card.noise, window) else {
         return Ok(Vec::new());
     };
     let net = model.network();
@@ -281,7 +288,7 @@ fn denoising_levels(
     let mut out = Vec::new();
     for sigma in model.card.noise.levels(8) {
         let mut rng = ChaCha8Rng::seed_from_u64(17);
-        let b = maker.batch_at(WINDOW, WINDOWS, Some(sigma), &mut rng);
+        let b = maker.batch_at(window, WINDOWS, Some(sigma), &mut rng);
         let shape = (b.size, b.window, c);
         let noisy = Tensor::from_vec(b.noisy.clone(), shape, device)?;
         let clean = Tensor::from_vec(b.clean.clone(), shape, device)?;
@@ -316,6 +323,7 @@ fn denoising_levels(
             }
         }
         out.push(DenoisingLevel {
+            window,
             sigma,
             dsm: sq / (sigma as f64 * sigma as f64) / cells,
             cross_entropy: -ce / cells,
@@ -389,7 +397,11 @@ pub fn markdown(report: &EvalReport) -> String {
         }
     }
     if !report.denoising.is_empty() {
-        md += "\n## Denoising loss per noise level (64-step windows, random task masks)\n\n| σ | DSM loss σ²‖s − ∇log p‖² per free cell | cross-entropy (nats/cell) | top-1 accuracy |\n|---|---|---|---|\n";
+        md += &format!(
+            "\n## Denoising loss per noise level ({}-step windows, random task masks)\n\n",
+            report.denoising[0].window
+        );
+        md += "| σ | DSM loss σ²‖s − ∇log p‖² per free cell | cross-entropy (nats/cell) | top-1 accuracy |\n|---|---|---|---|\n";
         for l in &report.denoising {
             md += &format!(
                 "| {:.3} | {:.4} | {:.4} | {:.3} |\n",

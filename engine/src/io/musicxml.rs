@@ -76,7 +76,12 @@ fn unzip_score(bytes: &[u8], path: &Path) -> Result<String> {
 
 /// Parses MusicXML text; `path` is only used in messages.
 pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Score> {
-    let doc = Document::parse(text)
+    // MusicXML files start with a DOCTYPE; roxmltree refuses DTDs unless asked.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(text, options)
         .map_err(|e| CantorError::music(path, format!("not valid XML ({e})")))?;
     let root = doc.root_element();
     match root.tag_name().name() {
@@ -410,7 +415,7 @@ mod tests {
             .collect();
         let body: String = parts.iter().map(|(_, _, p)| p.clone()).collect();
         format!(
-            r#"<?xml version="1.0"?><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#
+            r#"<?xml version="1.0"?><!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" "http://www.musicxml.org/dtds/partwise.dtd"><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#
         )
     }
 

@@ -1,0 +1,181 @@
+//! `trainer` as a user runs it, on corpora the test writes itself and a tiny
+//! network (a few optimiser steps; no real model is trained here).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .output()
+        .expect("trainer runs")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// A JSB-format corpus: `pieces` pieces per split of `steps` steps, a
+/// cadence-like progression so windows differ.
+fn write_jsb(path: &Path, pieces: usize, steps: usize) {
+    let chords = [
+        [72, 67, 64, 48],
+        [74, 67, 62, 55],
+        [76, 67, 60, 48],
+        [74, 65, 59, 55],
+    ];
+    let piece = |shift: i32| -> Vec<[i32; 4]> {
+        (0..steps)
+            .map(|t| chords[(t / 4) % 4].map(|p| p + shift))
+            .collect()
+    };
+    let split =
+        |n: usize| -> Vec<Vec<[i32; 4]>> { (0..n).map(|i| piece(i as i32 % 3 - 1)).collect() };
+    let json = serde_json::json!({ "train": split(pieces), "valid": split(2), "test": split(2) });
+    std::fs::write(path, json.to_string()).unwrap();
+}
+
+const TINY: [&str; 12] = [
+    "--hidden",
+    "8",
+    "--dilations",
+    "1,2",
+    "--windows",
+    "16",
+    "--batch-tokens",
+    "64",
+    "--valid-every",
+    "2",
+    "--warmup",
+    "1",
+];
+
+#[test]
+fn trains_checkpoints_resumes_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("jsb.json");
+    write_jsb(&data, 4, 32);
+    let out = dir.path().join("m.safetensors");
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["train", "--data", d, "--out", o, "--steps", "3"];
+    args.extend(TINY);
+    let run = trainer(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(out.exists() && dir.path().join("m.json").exists());
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("m.json")).unwrap()).unwrap();
+    assert_eq!(card["training"]["split"]["train"], 4);
+    assert!(card["training"]["valid_loss"].as_f64().is_some());
+    let log = std::fs::read_to_string(dir.path().join("m.ckpt/log.csv")).unwrap();
+    assert!(log.starts_with("step,elapsed_s"), "{log}");
+
+    // A second run without --resume refuses to overwrite the checkpoint.
+    let again = trainer(&args);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--resume"), "{}", text(&again));
+
+    // Resuming goes on from step 3 to step 5.
+    let mut resume = vec!["train", "--data", d, "--out", o, "--steps", "5", "--resume"];
+    resume.extend(TINY);
+    let run = trainer(&resume);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(
+        text(&run).contains("resumed from") && text(&run).contains("at step 3"),
+        "{}",
+        text(&run)
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("m.ckpt/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["step"], 5);
+
+    // Evaluation writes JSON and Markdown with every system side by side.
+    let report = dir.path().join("eval");
+    let run = trainer(&[
+        "eval",
+        "--model",
+        o,
+        "--data",
+        d,
+        "--split",
+        "test",
+        "--levels",
+        "3",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let md = std::fs::read_to_string(dir.path().join("eval.md")).unwrap();
+    for heading in [
+        "Harmonize",
+        "Continue",
+        "Infill",
+        "| metric | Bach | Langevin | Gibbs | Baseline |",
+        "Denoising loss",
+    ] {
+        assert!(md.contains(heading), "{heading} missing from:\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
+    assert!(json["tasks"]["harmonize"]["systems"]["langevin"]["chord_beat_fraction"].is_number());
+}
+
+#[test]
+fn bad_corpora_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let o = out.to_str().unwrap();
+
+    // A window longer than every piece.
+    let data = dir.path().join("short.json");
+    write_jsb(&data, 2, 8);
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        o,
+        "--steps",
+        "1",
+    ];
+    args.extend(TINY);
+    let run = trainer(&args);
+    assert!(!run.status.success());
+    assert!(
+        text(&run).contains("longer than every piece"),
+        "{}",
+        text(&run)
+    );
+
+    // A folder whose files do not parse: each skipped with its reason, then an empty corpus.
+    let folder = dir.path().join("midi");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("broken.mid"), b"MThd garbage").unwrap();
+    std::fs::write(folder.join("broken.musicxml"), b"<score-partwise><part").unwrap();
+    let run = trainer(&[
+        "train",
+        "--data",
+        folder.to_str().unwrap(),
+        "--out",
+        o,
+        "--steps",
+        "1",
+    ]);
+    assert!(!run.status.success());
+    let t = text(&run);
+    assert!(
+        t.contains("no training pieces (2 files skipped") && t.contains("broken"),
+        "{t}"
+    );
+
+    // Not a corpus at all.
+    let run = trainer(&[
+        "train",
+        "--data",
+        dir.path().join("nothing.json").to_str().unwrap(),
+        "--out",
+        o,
+    ]);
+    assert!(!run.status.success());
+    assert!(text(&run).contains("nothing.json"), "{}", text(&run));
+}
