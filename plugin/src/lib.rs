@@ -80,18 +80,22 @@ impl Cantor {
         self.status.clone()
     }
 
-    /// Takes every schedule the worker sent, returning the replaced ones.
-    fn take_schedules(&mut self) {
+    /// Takes every schedule the worker sent, returning the replaced ones to
+    /// the worker to free. True if a new one arrived.
+    fn take_schedules(&mut self) -> bool {
         let Some(link) = self.link.as_mut() else {
-            return;
+            return false;
         };
+        let mut fresh = false;
         while link.retired.slots() > 0 {
             let Ok(next) = link.schedules.pop() else {
                 break;
             };
             let spent = std::mem::replace(&mut self.schedule, next);
             let _ = link.retired.push(spent);
+            fresh = true;
         }
+        fresh
     }
 
     /// The block in musical time, from the host's transport (or Cantor's own
@@ -209,7 +213,7 @@ impl Plugin for Cantor {
         context: &mut impl ProcessContext<Self>,
     ) -> ProcessStatus {
         let samples = buffer.samples() as u32;
-        self.take_schedules();
+        let fresh = self.take_schedules();
         let (clock, bar_start, bar_beats) = self.block_clock(context.transport(), samples);
 
         self.block_events.clear();
@@ -222,11 +226,12 @@ impl Plugin for Cantor {
             });
             self.release_pending = false;
         }
-        self.player.process(&self.schedule, &clock, &mut |o, e| {
-            if events.len() < events.capacity() {
-                events.push((o, e));
-            }
-        });
+        self.player
+            .process(&self.schedule, &clock, fresh, &mut |o, e| {
+                if events.len() < events.capacity() {
+                    events.push((o, e));
+                }
+            });
 
         // Input: captured for the worker, passed through if asked, merged in
         // time order with what Cantor plays.

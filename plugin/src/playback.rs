@@ -15,6 +15,11 @@
 
 use crate::grid_time::{step_at_or_after, BlockClock};
 
+/// How late (in 16th-note steps) a note of a freshly arrived schedule may
+/// still be started: an answer composed right at a bar line arrives a few
+/// hundred milliseconds after its downbeat, and should still sound.
+pub const CATCH_UP_STEPS: i64 = 2;
+
 /// Most generated notes that can sound at once (four voices with overlaps
 /// and a margin); a note-on that finds the table full is skipped rather
 /// than left untracked.
@@ -80,6 +85,7 @@ pub enum PlayEvent {
 struct Sounding {
     channel: u8,
     pitch: u8,
+    start: i64,
     end: i64,
 }
 
@@ -106,11 +112,14 @@ const JUMP_TOLERANCE_BEATS: f64 = 1.0 / 64.0;
 
 impl Player {
     /// Plays one block. `send(sample_offset, event)` receives events in time
-    /// order, offsets inside `0..clock.samples`.
+    /// order, offsets inside `0..clock.samples`. `fresh` says the schedule
+    /// just arrived: its notes that began up to [`CATCH_UP_STEPS`] ago start
+    /// now, unless they are already sounding.
     pub fn process(
         &mut self,
         schedule: &Schedule,
         clock: &BlockClock,
+        fresh: bool,
         send: &mut impl FnMut(u32, PlayEvent),
     ) {
         if !clock.playing || clock.samples == 0 {
@@ -136,6 +145,18 @@ impl Player {
                         },
                     );
                     *slot = None;
+                }
+            }
+        }
+        if fresh {
+            for late in first - CATCH_UP_STEPS..first {
+                for note in schedule.starting_at(late) {
+                    let playing = self.sounding.iter().flatten().any(|s| {
+                        s.channel == note.channel && s.pitch == note.pitch && s.start == note.start
+                    });
+                    if note.end > first && !playing {
+                        self.start(*note, 0, send);
+                    }
                 }
             }
         }
@@ -200,6 +221,7 @@ impl Player {
             *slot = Some(Sounding {
                 channel: note.channel,
                 pitch: note.pitch,
+                start: note.start,
                 end: note.end,
             });
             send(
@@ -277,7 +299,7 @@ mod tests {
         for b in 0..blocks {
             let start_sample = b as u64 * block as u64;
             let c = clock(start_sample as f64 * bps, block, tempo, rate);
-            player.process(schedule, &c, &mut |o, e| {
+            player.process(schedule, &c, false, &mut |o, e| {
                 out.push((start_sample + o as u64, e))
             });
         }
@@ -350,15 +372,19 @@ mod tests {
         let schedule = Schedule::new(vec![note(0, 16, 60), note(0, 16, 48)]);
         let mut player = Player::default();
         let mut out = Vec::new();
-        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |o, e| {
-            out.push((o, e))
-        });
+        player.process(
+            &schedule,
+            &clock(0.0, 512, 120.0, 48_000.0),
+            false,
+            &mut |o, e| out.push((o, e)),
+        );
         assert_eq!(player.sounding_count(), 2);
         // Jump to beat 10: both notes end at offset 0.
         out.clear();
         player.process(
             &schedule,
             &clock(10.0, 512, 120.0, 48_000.0),
+            false,
             &mut |o, e| out.push((o, e)),
         );
         assert_eq!(out.len(), 2);
@@ -366,12 +392,17 @@ mod tests {
             .iter()
             .all(|(o, e)| *o == 0 && matches!(e, PlayEvent::Off { .. })));
         // Loop back to 0: they start again; then the transport stops.
-        player.process(&schedule, &clock(0.0, 512, 120.0, 48_000.0), &mut |_, _| {});
+        player.process(
+            &schedule,
+            &clock(0.0, 512, 120.0, 48_000.0),
+            false,
+            &mut |_, _| {},
+        );
         assert_eq!(player.sounding_count(), 2);
         let mut stopped = clock(0.0, 512, 120.0, 48_000.0);
         stopped.playing = false;
         out.clear();
-        player.process(&schedule, &stopped, &mut |o, e| out.push((o, e)));
+        player.process(&schedule, &stopped, false, &mut |o, e| out.push((o, e)));
         assert_eq!(out.len(), 2);
         assert_eq!(player.sounding_count(), 0);
     }
@@ -385,12 +416,14 @@ mod tests {
         player.process(
             &schedule,
             &clock(0.0, 48_000, 120.0, 48_000.0),
+            false,
             &mut |o, e| out.push((o, e)),
         );
         assert!(out.is_empty());
         player.process(
             &schedule,
             &clock(2.0, 48_000, 60.0, 48_000.0),
+            false,
             &mut |o, e| out.push((o, e)),
         );
         // Step 8 = beat 2: offset 0 of the second block; it ends a 16th
@@ -424,12 +457,15 @@ mod tests {
         let mut player = Player::default();
         let mut events = Vec::new();
         let bps = 120.0 / 60.0 / 48_000.0;
-        player.process(&old, &clock(0.0, 6000, 120.0, 48_000.0), &mut |o, e| {
-            events.push((o, e))
-        });
+        player.process(
+            &old,
+            &clock(0.0, 6000, 120.0, 48_000.0),
+            false,
+            &mut |o, e| events.push((o, e)),
+        );
         for b in 1..10u32 {
             let c = clock(b as f64 * 6000.0 * bps, 6000, 120.0, 48_000.0);
-            player.process(&new, &c, &mut |o, e| events.push((o, e)));
+            player.process(&new, &c, false, &mut |o, e| events.push((o, e)));
         }
         let ons = events
             .iter()
@@ -441,5 +477,32 @@ mod tests {
             .count();
         assert_eq!((ons, offs), (2, 2));
         assert_eq!(player.sounding_count(), 0);
+    }
+
+    #[test]
+    fn a_fresh_schedule_starts_notes_that_just_began() {
+        let schedule = Schedule::new(vec![note(16, 32, 60), note(8, 20, 64)]);
+        let mut player = Player::default();
+        let mut out = Vec::new();
+        // The schedule arrives at step 17.5: the note from step 16 starts now,
+        // the one from step 8 (too long ago) does not.
+        let c = clock(17.5 / 4.0, 512, 120.0, 48_000.0);
+        player.process(&schedule, &c, true, &mut |o, e| out.push((o, e)));
+        assert_eq!(
+            out,
+            vec![(
+                0,
+                PlayEvent::On {
+                    channel: 1,
+                    pitch: 60,
+                    velocity: 80
+                }
+            )]
+        );
+        // Not again on the next block, and not when it is already sounding.
+        out.clear();
+        let c = clock(17.5 / 4.0 + 512.0 * 2.0 / 48_000.0, 512, 120.0, 48_000.0);
+        player.process(&schedule, &c, true, &mut |o, e| out.push((o, e)));
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -261,6 +261,14 @@ impl Cantor {
         self.main_thread_callbacks();
     }
 
+    /// State bytes for `json`, framed as nice-plug frames them.
+    pub fn frame_state(json: &serde_json::Value) -> Vec<u8> {
+        let body = serde_json::to_vec(json).expect("JSON");
+        let mut bytes = (body.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(body);
+        bytes
+    }
+
     /// The saved state's JSON (nice-plug frames it with a u64 length).
     pub fn state_json(bytes: &[u8]) -> serde_json::Value {
         let len = u64::from_le_bytes(bytes[..8].try_into().expect("length")) as usize;

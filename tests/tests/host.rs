@@ -289,3 +289,73 @@ fn pass_fragment(c: &mut Cantor, beats: f64, block: u32) -> Vec<OutNote> {
     }
     out
 }
+
+#[test]
+fn continue_mode_answers_a_phrase_that_stops_at_a_bar_line() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut json = Cantor::state_json(&c.save_state());
+    json["params"]["mode"] = serde_json::json!({ "string": "continue" });
+    c.load_state(&Cantor::frame_state(&json));
+
+    // One bar of melody, then the playhead crosses into bar 2.
+    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
+    let phrase = [
+        (0.0, 1.0, 67u16),
+        (1.0, 2.0, 71),
+        (2.0, 3.0, 74),
+        (3.0, 3.9, 72),
+    ];
+    let mut all = Vec::new();
+    let mut done = 0u64;
+    let bar = (4.0 / beats_per_sample) as u64;
+    while done < bar + 512 {
+        let beat = done as f64 * beats_per_sample;
+        let end = beat + 512.0 * beats_per_sample;
+        let mut notes = Vec::new();
+        for (on, off, key) in phrase {
+            for (at, is_on) in [(on, true), (off, false)] {
+                if at >= beat && at < end {
+                    notes.push(InNote {
+                        offset: ((at - beat) / beats_per_sample) as u32,
+                        on: is_on,
+                        key,
+                    });
+                }
+            }
+        }
+        all.extend(c.process(512, &notes, Some(playing(beat))));
+        done += 512;
+    }
+    // Wait (as a host's main thread would) until the answer is composed.
+    let composed = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let state = Cantor::state_json(&c.save_state());
+        state["fields"]["session"]
+            .as_str()
+            .is_some_and(|s| !s.contains("\"answer\":null"))
+    });
+    assert!(composed, "no answer was composed");
+    // Play on for four bars: the answer sounds, in all four voices, on the grid.
+    let start = c.position;
+    let mut answer = Vec::new();
+    while c.position < start + 4 * bar {
+        let beat = c.position as f64 * beats_per_sample;
+        answer.extend(c.process(512, &[], Some(playing(beat))));
+    }
+    let ons: Vec<&OutNote> = answer.iter().filter(|n| n.on).collect();
+    assert!(ons.len() >= 4, "the answer is too thin: {answer:?}");
+    let channels: std::collections::BTreeSet<u16> = ons.iter().map(|n| n.channel).collect();
+    assert!(channels.len() >= 3, "{channels:?}");
+    let step = samples_per_step(&c);
+    for n in &ons {
+        let steps = n.sample as f64 / step;
+        // Started on its step, or (for a downbeat composed late) at the block
+        // where the answer arrived.
+        assert!(
+            (steps - steps.round()).abs() * step <= 1.0 || n.sample < start + 2 * step as u64,
+            "{n:?}"
+        );
+    }
+    all.extend(answer);
+    stop_and_check_released(&mut c, &all);
+}
