@@ -124,8 +124,10 @@ pub struct CantorParams {
     pub session: Arc<RwLock<Session>>,
 }
 
-/// Default noise levels (the shipped model card's choice).
-pub const DEFAULT_STEPS: i32 = 40;
+/// Default noise levels and temperature: the shipped model card's choice,
+/// from `trainer bench` on the validation split (models/README.md).
+pub const DEFAULT_STEPS: i32 = 20;
+pub const DEFAULT_TEMPERATURE: f32 = 0.5;
 
 impl Default for CantorParams {
     fn default() -> Self {
@@ -137,7 +139,7 @@ impl Default for CantorParams {
             bass: BoolParam::new("Bass", true),
             temperature: FloatParam::new(
                 "Temperature",
-                1.0,
+                DEFAULT_TEMPERATURE,
                 FloatRange::Linear { min: 0.1, max: 2.0 },
             )
             .with_step_size(0.01),
@@ -190,5 +192,22 @@ impl CantorParams {
                 },
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_shipped_models_evaluated_settings() {
+        let card = cantor_engine::model::shipped::load(&cantor_engine::Device::Cpu)
+            .expect("shipped model")
+            .card;
+        assert_eq!(card.sampling.levels, DEFAULT_STEPS as usize);
+        assert_eq!(card.sampling.temperature, DEFAULT_TEMPERATURE);
+        let params = CantorParams::default();
+        assert_eq!(params.steps.value(), DEFAULT_STEPS);
+        assert_eq!(params.temperature.value(), DEFAULT_TEMPERATURE);
     }
 }
