@@ -9,7 +9,8 @@ use cantor_engine::io::{read_music, write_midi, VoiceLayout};
 use cantor_engine::model::{device_name, select_device, shipped};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, KeyChoice,
-    MaskRegion, Problem, SamplerKind, SamplerSettings, ScoreModel, Unobserved, Voice,
+    MaskRegion, Problem, SamplerKind, SamplerSettings, ScoreModel, SettingsOverrides, Unobserved,
+    Voice,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -187,21 +188,15 @@ fn load_model(
 }
 
 fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, CantorError> {
-    let mut s = SamplerSettings::from_defaults(&model.card.sampling);
+    let mut s =
+        SamplerSettings::from_defaults(&model.card.sampling).overridden(SettingsOverrides {
+            levels: common.levels,
+            steps_per_level: common.steps,
+            step_size: common.step_size,
+            temperature: common.temperature,
+        });
     s.kind = SamplerKind::parse(&common.sampler)?;
     s.seed = common.seed;
-    if let Some(v) = common.levels {
-        s.levels = v;
-    }
-    if let Some(v) = common.steps {
-        s.steps_per_level = v.max(1);
-    }
-    if let Some(v) = common.step_size {
-        s.step_size = v;
-    }
-    if let Some(v) = common.temperature {
-        s.temperature = v;
-    }
     Ok(s)
 }
 

@@ -61,20 +61,9 @@ impl Fixture {
 
 fn melody() -> Score {
     let pitches = [
-        67u8, 69, 71, 72, 74, 72, 71, 69, 67, 71, 74, 79, 78, 76, 74, 72,
+        67, 69, 71, 72, 74, 72, 71, 69, 67, 71, 74, 79, 78, 76, 74, 72,
     ];
-    let notes: Vec<Note> = pitches
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Note {
-            voice: Voice::Soprano,
-            pitch: *p,
-            start: i * 4,
-            length: 4,
-            velocity: 90,
-        })
-        .collect();
-    Score::from_notes(64, &notes)
+    Score::from_pitches(Voice::Soprano, &pitches, 4)
 }
 
 fn chorale() -> Score {

@@ -10,28 +10,16 @@ use candle_core::{DType, Tensor};
 use cantor_engine::model::shipped;
 use cantor_engine::network::{conditioning, EXTRA_CONDITIONING};
 use cantor_engine::{
-    compose, harmonize_problem, Device, KeyChoice, Mask, Note, SamplerSettings, Score, Unobserved,
-    Voice,
+    compose, harmonize_problem, Device, KeyChoice, Mask, SamplerSettings, Score, Unobserved, Voice,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// Four bars of a chorale melody (64 steps).
 fn melody() -> Score {
     let pitches = [
-        67u8, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69,
+        67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69,
     ];
-    let notes: Vec<Note> = pitches
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Note {
-            voice: Voice::Soprano,
-            pitch: *p,
-            start: i * 4,
-            length: 4,
-            velocity: 80,
-        })
-        .collect();
-    Score::from_notes(64, &notes)
+    Score::from_pitches(Voice::Soprano, &pitches, 4)
 }
 
 fn benches(c: &mut Criterion) {

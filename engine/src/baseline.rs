@@ -131,18 +131,7 @@ mod tests {
 
     #[test]
     fn harmonizes_in_the_melody_rhythm_with_chord_tones() {
-        let notes: Vec<Note> = [72u8, 74, 76, 72]
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Note {
-                voice: Voice::Soprano,
-                pitch: *p,
-                start: i * 4,
-                length: 4,
-                velocity: 80,
-            })
-            .collect();
-        let melody = Score::from_notes(16, &notes);
+        let melody = Score::from_pitches(Voice::Soprano, &[72, 74, 76, 72], 4);
         let mut problem = harmonize_problem(&melody, Voice::Soprano, KeyChoice::Free).unwrap();
         problem.constraints = Constraints {
             key: Some(Key::parse("C").unwrap()),

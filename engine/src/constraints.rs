@@ -195,7 +195,6 @@ impl Constraints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Note;
 
     #[test]
     fn parses_keys() {
@@ -241,18 +240,7 @@ mod tests {
     fn estimates_the_key_of_a_scale() {
         // G major scale, tonic and dominant weighted.
         let pitches = [67, 69, 71, 72, 74, 76, 78, 79, 74, 67, 71, 79];
-        let notes: Vec<Note> = pitches
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Note {
-                voice: Voice::Soprano,
-                pitch: *p,
-                start: i * 4,
-                length: 4,
-                velocity: 80,
-            })
-            .collect();
-        let score = Score::from_notes(48, &notes);
+        let score = Score::from_pitches(Voice::Soprano, &pitches, 4);
         assert_eq!(
             Key::estimate(&score),
             Some(Key {

@@ -160,6 +160,23 @@ impl Score {
         score
     }
 
+    /// A one-voice line: `pitches` as notes of `steps_each` steps, one after
+    /// another, at the default velocity.
+    pub fn from_pitches(voice: Voice, pitches: &[u8], steps_each: usize) -> Score {
+        let notes: Vec<Note> = pitches
+            .iter()
+            .enumerate()
+            .map(|(i, pitch)| Note {
+                voice,
+                pitch: *pitch,
+                start: i * steps_each,
+                length: steps_each,
+                velocity: DEFAULT_VELOCITY,
+            })
+            .collect();
+        Score::from_notes(pitches.len() * steps_each, &notes)
+    }
+
     /// Writes a note over whatever the cells held.
     pub fn write_note(&mut self, note: Note) {
         let v = note.voice.index();

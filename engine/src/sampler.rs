@@ -149,6 +149,24 @@ impl SamplerSettings {
         }
     }
 
+    /// These settings with whatever the user gave instead (command-line
+    /// flags, say); `None` keeps the current value.
+    pub fn overridden(mut self, overrides: SettingsOverrides) -> SamplerSettings {
+        if let Some(v) = overrides.levels {
+            self.levels = v;
+        }
+        if let Some(v) = overrides.steps_per_level {
+            self.steps_per_level = v.max(1);
+        }
+        if let Some(v) = overrides.step_size {
+            self.step_size = v;
+        }
+        if let Some(v) = overrides.temperature {
+            self.temperature = v;
+        }
+        self
+    }
+
     /// Network evaluations one run costs; the Gibbs sampler is given the same
     /// number, so the two compare at equal cost.
     pub fn network_evals(&self) -> usize {
@@ -177,6 +195,15 @@ impl SamplerSettings {
         }
         Ok(())
     }
+}
+
+/// User-given replacements for some [`SamplerSettings`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SettingsOverrides {
+    pub levels: Option<usize>,
+    pub steps_per_level: Option<usize>,
+    pub step_size: Option<f32>,
+    pub temperature: Option<f32>,
 }
 
 /// Progress report after each noise level (Langevin) or Gibbs step.

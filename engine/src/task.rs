@@ -226,21 +226,9 @@ pub fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Note;
 
     fn melody(pitches: &[u8]) -> Score {
-        let notes: Vec<Note> = pitches
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Note {
-                voice: Voice::Soprano,
-                pitch: *p,
-                start: i * 4,
-                length: 4,
-                velocity: 80,
-            })
-            .collect();
-        Score::from_notes(pitches.len() * 4, &notes)
+        Score::from_pitches(Voice::Soprano, pitches, 4)
     }
 
     #[test]

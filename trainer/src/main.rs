@@ -105,20 +105,15 @@ fn sampler_settings(
     a: &SamplingArgs,
 ) -> anyhow::Result<cantor_engine::SamplerSettings> {
     let card = cantor_engine::ScoreModel::load(model, &cantor_engine::Device::Cpu)?.card;
-    let mut s = cantor_engine::SamplerSettings::from_defaults(&card.sampling);
+    let mut s = cantor_engine::SamplerSettings::from_defaults(&card.sampling).overridden(
+        cantor_engine::SettingsOverrides {
+            levels: a.levels,
+            steps_per_level: a.steps,
+            step_size: a.step_size,
+            temperature: a.temperature,
+        },
+    );
     s.seed = a.seed;
-    if let Some(v) = a.levels {
-        s.levels = v;
-    }
-    if let Some(v) = a.steps {
-        s.steps_per_level = v.max(1);
-    }
-    if let Some(v) = a.step_size {
-        s.step_size = v;
-    }
-    if let Some(v) = a.temperature {
-        s.temperature = v;
-    }
     Ok(s)
 }
 
