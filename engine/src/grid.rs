@@ -464,20 +464,8 @@ impl Score {
                 }
             }
         }
-        let later_changes = |changes: &[(usize, u32)]| -> Vec<(usize, u32)> {
-            changes
-                .iter()
-                .filter(|(s, _)| *s > range.start && *s < range.end)
-                .map(|(s, t)| (*s - range.start, *t))
-                .collect()
-        };
-        let ts = self
-            .time_signatures
-            .iter()
-            .filter(|(s, _)| *s > range.start && *s < range.end)
-            .map(|(s, t)| (*s - range.start, *t))
-            .collect::<Vec<_>>();
-        let tempos = later_changes(&self.tempos);
+        let ts = changes_within(&self.time_signatures, &range);
+        let tempos = changes_within(&self.tempos, &range);
         let mut out = Score {
             cells,
             velocities,
@@ -515,6 +503,15 @@ impl Score {
         }
         out
     }
+}
+
+/// Changes strictly inside `range`, moved to be relative to its start.
+fn changes_within<T: Copy>(changes: &[(usize, T)], range: &Range<usize>) -> Vec<(usize, T)> {
+    changes
+        .iter()
+        .filter(|(s, _)| *s > range.start && *s < range.end)
+        .map(|(s, t)| (*s - range.start, *t))
+        .collect()
 }
 
 /// Human name of a MIDI pitch, e.g. 60 → "C4".
