@@ -379,4 +379,52 @@ mod tests {
         play(&mut w, &[(16.0, 22.0, 72)], 16.0, 20.25);
         assert_eq!(w.take_phrase_end(), None);
     }
+
+    #[test]
+    fn bars_follow_a_change_of_time_signature() {
+        let mut w = Window::default();
+        // A bar of 4/4 (beats 0–4), then bars of 3/4 from beat 4.
+        let mut beat: f64 = 0.0;
+        while beat < 10.25 {
+            let (bar_start, bar_beats) = if beat < 4.0 {
+                (0.0, 4.0)
+            } else {
+                (4.0 + ((beat - 4.0) / 3.0).floor() * 3.0, 3.0)
+            };
+            if (beat - 5.0_f64).abs() < 1e-9 {
+                w.take(
+                    Capture::NoteOn {
+                        beat,
+                        pitch: 70,
+                        velocity: 90,
+                    },
+                    8,
+                );
+            }
+            if (beat - 6.0_f64).abs() < 1e-9 {
+                w.take(Capture::NoteOff { beat, pitch: 70 }, 8);
+            }
+            w.take(
+                Capture::Playhead {
+                    beat,
+                    playing: true,
+                    bar_start_beat: bar_start,
+                    bar_beats,
+                },
+                8,
+            );
+            beat += 0.25;
+        }
+        let bars: Vec<(i64, i64)> = w.bars.values().map(|b| (b.start, b.length)).collect();
+        assert_eq!(bars, vec![(0, 16), (16, 12), (28, 12)]);
+        assert_eq!(
+            w.bars[&16].melody,
+            vec![HeardNote {
+                start: 20,
+                end: 24,
+                pitch: 70,
+                velocity: 90
+            }]
+        );
+    }
 }
