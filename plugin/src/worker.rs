@@ -255,6 +255,10 @@ impl WorkerState {
         self.composition = session.composition.clone();
         self.stamp = session.stamp;
         drop(session);
+        // The project's parameters came with it: take them as the new
+        // baseline instead of as a change that calls for recomposing.
+        self.compose_key = None;
+        self.outputs = None;
         self.publish();
     }
 

@@ -202,8 +202,14 @@ fn a_looped_melody_is_harmonized_on_the_grid_and_saved_state_plays_at_any_rate()
         .collect();
     for (rate, block) in [(44_100.0, 1u32), (96_000.0, 8192), (192_000.0, 64)] {
         let mut other = Cantor::new(rate, block.max(64));
-        other.load_state(&state);
-        std::thread::sleep(Duration::from_millis(100));
+        // A project whose seed differs from the running instance's: its
+        // saved notes must play as they are, not be recomposed.
+        std::thread::sleep(Duration::from_millis(500)); // the instance has been running
+        let mut project = Cantor::state_json(&state);
+        project["params"]["seed"] = serde_json::json!({ "i32": 7 });
+        other.load_state(&Cantor::frame_state(&project));
+        // Long enough for a (wrong) recomposition to have landed.
+        std::thread::sleep(Duration::from_millis(1500));
         let out = pass(&mut other, block);
         let step = samples_per_step(&other);
         let mut got: Vec<(u64, u16, u16)> = Vec::new();
