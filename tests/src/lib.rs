@@ -173,7 +173,7 @@ impl Cantor {
         }
         input.sort();
         let mut output = EventBuffer::with_capacity(notes.len() * 2 + 64);
-        let event = transport.map(|t| transport_event(t, self.sample_rate));
+        let event = transport.map(transport_event);
         // SAFETY: zero audio ports, `frames` frames.
         let audio_in = unsafe { InputAudioBuffers::from_raw_buffers(&[], frames) };
         // SAFETY: as above.
@@ -285,8 +285,7 @@ impl Drop for Cantor {
     }
 }
 
-fn transport_event(t: Transport, sample_rate: f64) -> TransportEvent {
-    let _ = sample_rate;
+fn transport_event(t: Transport) -> TransportEvent {
     let bar_beats = t.numerator as f64 * 4.0 / t.denominator as f64;
     let bar_start = (t.beat / bar_beats).floor() * bar_beats;
     let mut flags = TransportFlags::HAS_TEMPO
