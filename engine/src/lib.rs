@@ -29,7 +29,8 @@ pub use grid::{Note, Score, TimeSignature, Token, Voice};
 pub use mask::{Mask, MaskRegion};
 pub use model::ScoreModel;
 pub use sampler::{
-    generate, AnnealingFrame, Generation, Observer, Problem, SamplerKind, SamplerSettings,
+    generate, AnnealingFrame, Belief, Generation, Observer, Problem, Relaxation, SamplerKind,
+    SamplerSettings,
     SettingsOverrides, Unobserved,
 };
 pub use task::{compose, continuation_problem, harmonize_problem, infill_problem, KeyChoice};

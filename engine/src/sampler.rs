@@ -34,7 +34,7 @@ use crate::grid::{Score, Token, Voice, VOICES};
 use crate::mask::Mask;
 use crate::model::ScoreModel;
 use crate::network::{conditioning, known_channels, one_hot};
-use crate::vocab::{Vocabulary, HOLD_INDEX};
+use crate::vocab::{Vocabulary, HOLD_INDEX, SPECIAL_TOKENS};
 
 /// Logit added to forbidden tokens: far below any real logit, finite so that
 /// a fully forbidden block still normalises.
@@ -213,6 +213,89 @@ pub struct AnnealingFrame<'a> {
     pub sigma: f32,
     /// The piece as it would decode now, when the observer asked for it.
     pub preview: Option<&'a Score>,
+    /// What the denoiser believes each free cell sounds at this level, when
+    /// the observer asked for a preview.
+    pub relaxation: Option<&'a Relaxation>,
+}
+
+/// The continuous state of a run seen through the denoiser: for each free
+/// cell, the probability of each pitch sounding there (a held note counts
+/// for the pitch it holds). Early levels spread it over many pitches; it
+/// sharpens into notes as the noise anneals. Beliefs below
+/// [`Relaxation::FLOOR`] are left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Relaxation {
+    pub beliefs: Vec<Belief>,
+}
+
+/// One pitch's probability of sounding in one cell.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Belief {
+    pub step: usize,
+    pub voice: Voice,
+    pub pitch: u8,
+    pub probability: f32,
+}
+
+impl Relaxation {
+    pub const FLOOR: f32 = 0.04;
+
+    /// From the denoiser's per-cell token probabilities (`probs`, laid out
+    /// steps × channels as the network gives them) over `score`'s known
+    /// cells.
+    fn from_probabilities(probs: &[f32], score: &Score, mask: &Mask, vocab: &Vocabulary) -> Self {
+        let channels = vocab.total_size();
+        let steps = score.len();
+        let mut beliefs = Vec::new();
+        for voice in Voice::ALL {
+            let range = vocab.range(voice);
+            let width = range.width();
+            let o = vocab.offset(voice);
+            // Probability of each pitch of the range sounding at t - 1.
+            let mut before = vec![0.0f32; width];
+            for t in 0..steps {
+                let mut now = vec![0.0f32; width];
+                if mask.is_free(t, voice) {
+                    let row = &probs[t * channels + o..t * channels + o + vocab.voice_size(voice)];
+                    let hold = row[HOLD_INDEX];
+                    for (i, p) in now.iter_mut().enumerate() {
+                        *p = row[SPECIAL_TOKENS + i] + hold * before[i];
+                    }
+                    for (i, &p) in now.iter().enumerate() {
+                        if p >= Self::FLOOR {
+                            beliefs.push(Belief {
+                                step: t,
+                                voice,
+                                pitch: range.lowest + i as u8,
+                                probability: p.min(1.0),
+                            });
+                        }
+                    }
+                } else if let Some(p) = score.sounding(t, voice) {
+                    if range.contains(p) {
+                        now[(p - range.lowest) as usize] = 1.0;
+                    }
+                }
+                before = now;
+            }
+        }
+        Relaxation { beliefs }
+    }
+
+    /// The same beliefs `semitones` higher (pitches that leave MIDI's range
+    /// are dropped).
+    pub fn transposed(&self, semitones: i32) -> Relaxation {
+        Relaxation {
+            beliefs: self
+                .beliefs
+                .iter()
+                .filter_map(|b| {
+                    let pitch = u8::try_from(b.pitch as i32 + semitones).ok()?;
+                    (pitch < 128).then_some(Belief { pitch, ..*b })
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Watches a run level by level; can cancel it between levels.
@@ -388,15 +471,19 @@ impl<'a> Run<'a> {
                 }
                 last.expect("at least one step per level")
             };
-            let preview = match observer.wants_preview() {
-                true => Some(self.decode(&denoised)?),
-                false => None,
+            let (preview, relaxation) = match observer.wants_preview() {
+                true => (
+                    Some(self.decode(&denoised)?),
+                    Some(self.relaxation(&denoised)?),
+                ),
+                false => (None, None),
             };
             let frame = AnnealingFrame {
                 level: level + 1,
                 levels: stages + 1,
                 sigma,
                 preview: preview.as_ref(),
+                relaxation: relaxation.as_ref(),
             };
             if observer.on_level(&frame).is_break() {
                 return Err(CantorError::Cancelled);
@@ -488,17 +575,31 @@ impl<'a> Run<'a> {
                 }
             }
             current.normalize();
+            let relaxation = observer.wants_preview().then(|| {
+                Relaxation::from_probabilities(&probs, &current, &self.problem.mask, &vocab)
+            });
             let frame = AnnealingFrame {
                 level: n + 1,
                 levels: total,
                 sigma,
                 preview: observer.wants_preview().then_some(&current),
+                relaxation: relaxation.as_ref(),
             };
             if observer.on_level(&frame).is_break() {
                 return Err(CantorError::Cancelled);
             }
         }
         Ok(current)
+    }
+
+    fn relaxation(&self, denoised: &Tensor) -> Result<Relaxation> {
+        let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Relaxation::from_probabilities(
+            &probs,
+            &self.problem.score,
+            &self.problem.mask,
+            &self.model.card.vocabulary,
+        ))
     }
 
     /// Free cells take their most probable allowed token under `denoised`;

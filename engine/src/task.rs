@@ -5,12 +5,14 @@
 //! notes sit outside it (a melody in a high key, say), samples there, and
 //! moves the result back, so known notes always come out exactly as given.
 
+use std::ops::ControlFlow;
+
 use crate::constraints::{Constraints, Key};
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice};
 use crate::mask::{Mask, MaskRegion};
 use crate::model::ScoreModel;
-use crate::sampler::{generate, Generation, Observer, Problem, SamplerSettings};
+use crate::sampler::{generate, AnnealingFrame, Generation, Observer, Problem, SamplerSettings};
 use crate::vocab::{Vocabulary, VoiceRange};
 
 /// Key constraint as the user states it.
@@ -203,7 +205,11 @@ pub fn compose(
         return generate(model, problem, settings, observer);
     }
     let moved = transpose_problem(problem, shift)?;
-    let generation = generate(model, &moved, settings, observer)?;
+    let mut shifted = Untransposed {
+        inner: observer,
+        shift: -shift,
+    };
+    let generation = generate(model, &moved, settings, &mut shifted)?;
     let mut score = generation
         .score
         .transposed(-shift)
@@ -221,6 +227,28 @@ pub fn compose(
         score,
         network_evals: generation.network_evals,
     })
+}
+
+/// Passes frames of a transposed run on in the problem's own key.
+struct Untransposed<'a> {
+    inner: &'a mut dyn Observer,
+    shift: i32,
+}
+
+impl Observer for Untransposed<'_> {
+    fn wants_preview(&self) -> bool {
+        self.inner.wants_preview()
+    }
+
+    fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
+        let preview = frame.preview.and_then(|s| s.transposed(self.shift));
+        let relaxation = frame.relaxation.map(|r| r.transposed(self.shift));
+        self.inner.on_level(&AnnealingFrame {
+            preview: preview.as_ref(),
+            relaxation: relaxation.as_ref(),
+            ..*frame
+        })
+    }
 }
 
 #[cfg(test)]

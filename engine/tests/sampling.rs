@@ -309,3 +309,69 @@ fn a_note_ending_where_the_mask_begins_is_not_lengthened() {
         }
     }
 }
+
+/// Records how sure the denoiser is of each free cell, level by level.
+#[derive(Default)]
+struct Sharpness {
+    /// Per level: mean over free cells of the most likely pitch's belief.
+    levels: Vec<f32>,
+    previews: Vec<Score>,
+    cells_outside_mask: usize,
+    free: Vec<(usize, Voice)>,
+}
+
+impl Observer for Sharpness {
+    fn wants_preview(&self) -> bool {
+        true
+    }
+
+    fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
+        let relaxation = frame.relaxation.expect("a relaxation with every preview");
+        let mut best = std::collections::HashMap::new();
+        for b in &relaxation.beliefs {
+            if !self.free.contains(&(b.step, b.voice)) {
+                self.cells_outside_mask += 1;
+            }
+            let e = best.entry((b.step, b.voice)).or_insert(0.0f32);
+            *e = e.max(b.probability);
+        }
+        let mean = self.free.iter().map(|c| best.get(c).copied().unwrap_or(0.0)).sum::<f32>()
+            / self.free.len() as f32;
+        self.levels.push(mean);
+        self.previews.push(frame.preview.expect("preview").clone());
+        ControlFlow::Continue(())
+    }
+}
+
+#[test]
+fn the_relaxation_sharpens_into_notes_in_the_problems_own_key() {
+    // The shipped model: a random one has nothing to sharpen into.
+    let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+    // An octave above the model's soprano range: the run is transposed, and
+    // what the observer sees must be moved back.
+    let high = melody().transposed(12).unwrap();
+    let problem = harmonize_problem(&high, Voice::Soprano, KeyChoice::Free).unwrap();
+    let free: Vec<(usize, Voice)> = (0..high.len())
+        .flat_map(|t| Voice::ALL.map(|v| (t, v)))
+        .filter(|(t, v)| problem.mask.is_free(*t, *v))
+        .collect();
+    let mut observer = Sharpness {
+        free,
+        ..Sharpness::default()
+    };
+    let settings = SamplerSettings::from_defaults(&model.card.sampling);
+    compose(&model, &problem, &settings, &mut observer).unwrap();
+    assert_eq!(observer.cells_outside_mask, 0);
+    let (first, last) = (observer.levels[0], *observer.levels.last().unwrap());
+    assert!(
+        first < 0.5 && last > 0.8 && last > first + 0.3,
+        "mean belief per level: {:?}",
+        observer.levels
+    );
+    for preview in &observer.previews {
+        assert_eq!(
+            preview.voice_notes(Voice::Soprano),
+            high.voice_notes(Voice::Soprano)
+        );
+    }
+}

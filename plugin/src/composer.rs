@@ -32,6 +32,8 @@ pub struct ComposeSettings {
     pub sampler: SamplerSettings,
     pub key: KeyChoice,
     pub continue_bars: usize,
+    /// Bars the musician kept: their composed cells stay as they are.
+    pub kept: std::collections::BTreeSet<i64>,
 }
 
 /// What the worker has composed, by absolute bar. Saved in the plugin state
@@ -74,7 +76,7 @@ impl From<CellToken> for Token {
 
 /// The heard melody of consecutive bars as a soprano line, folded by octaves
 /// into `range` (the model's soprano range) and reduced to its top line.
-fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
+pub(crate) fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
     let origin = bars[0].start;
     let steps = (bars.last().expect("bars").end() - origin) as usize;
     let mut notes: Vec<&HeardNote> = bars.iter().flat_map(|b| b.melody.iter()).collect();
@@ -101,6 +103,15 @@ fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
     score
 }
 
+/// Watches compositions; told where on the grid each problem starts, so
+/// what it is shown can be placed on the song's grid.
+pub trait Watcher: Observer {
+    /// The next frames belong to a problem whose step 0 is song step `origin`.
+    fn origin(&mut self, _origin: i64) {}
+}
+
+impl Watcher for cantor_engine::Unobserved {}
+
 /// Bars of known context kept on each side of the bars being composed.
 pub const CONTEXT_BARS: usize = 2;
 
@@ -111,18 +122,27 @@ pub fn harmonize(
     window: &Window,
     composition: &mut Composition,
     settings: &ComposeSettings,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Watcher,
 ) -> cantor_engine::Result<Vec<i64>> {
     let soprano = model.card.vocabulary.range(Voice::Soprano);
     let mut done = Vec::new();
     let mut updates = Vec::new();
     for run in window.segments() {
-        let Some(first_dirty) = run.iter().position(|b| b.dirty) else {
+        // A kept bar with harmony stays as it is, changed melody or not.
+        let kept = |bar: &Bar| {
+            settings.kept.contains(&bar.start)
+                && composition
+                    .harmony
+                    .get(&bar.start)
+                    .is_some_and(|h| h.len() == bar.length as usize)
+        };
+        let to_compose = |bar: &Bar| bar.dirty && !kept(bar);
+        let Some(first_dirty) = run.iter().position(|b| to_compose(b)) else {
             continue;
         };
         // Only the dirty bars and some context either side: the rest of the
         // run is known and too far away to matter.
-        let last_dirty = run.iter().rposition(|b| b.dirty).expect("a dirty bar");
+        let last_dirty = run.iter().rposition(|b| to_compose(b)).expect("a dirty bar");
         let run = &run[first_dirty.saturating_sub(CONTEXT_BARS)
             ..(last_dirty + 1 + CONTEXT_BARS).min(run.len())];
         let origin = run[0].start;
@@ -133,7 +153,7 @@ pub fn harmonize(
             match composition
                 .harmony
                 .get(&bar.start)
-                .filter(|h| !bar.dirty && h.len() == range.len())
+                .filter(|h| !to_compose(bar) && h.len() == range.len())
             {
                 Some(cells) => {
                     for (t, cell) in range.clone().zip(cells) {
@@ -156,6 +176,7 @@ pub fn harmonize(
         }
         let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
         let problem = Problem::new(score, mask, constraints)?;
+        observer.origin(origin);
         let generated = compose(model, &problem, &settings.sampler, observer)?.score;
         for bar in run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
@@ -189,7 +210,7 @@ pub fn answer(
     composition: &mut Composition,
     from: i64,
     settings: &ComposeSettings,
-    observer: &mut dyn Observer,
+    observer: &mut dyn Watcher,
 ) -> cantor_engine::Result<()> {
     let Some(run) = window
         .segments()
@@ -225,6 +246,7 @@ pub fn answer(
     score.normalize();
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
     let problem = Problem::new(score, mask, constraints)?;
+    observer.origin(origin);
     let generated = compose(model, &problem, &settings.sampler, observer)?.score;
     let cells = generated
         .slice(phrase.len()..generated.len())

@@ -8,7 +8,7 @@
 //! compose), `worker` (the thread that composes), `playback` (the audio
 //! thread's scheduler).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
@@ -17,6 +17,8 @@ pub mod composer;
 pub mod grid_time;
 pub mod params;
 pub mod playback;
+pub mod shared;
+pub mod take;
 pub mod window;
 pub mod worker;
 
@@ -24,7 +26,8 @@ use grid_time::BlockClock;
 use params::CantorParams;
 use playback::{PlayEvent, Player, Schedule};
 use window::Capture;
-use worker::{AudioLink, Status, Worker};
+use shared::Shared;
+use worker::{AudioLink, Worker};
 
 /// Generated events one block can hold before they are sent (every step of
 /// an 8192-sample block at the fastest tempo, four voices on and off, with
@@ -40,8 +43,9 @@ pub struct Cantor {
     link: Option<AudioLink>,
     /// The worker thread; dropping it stops it. Created in `activate`.
     worker: Option<Worker>,
-    /// What the worker reports (device, errors, progress). Main/GUI threads.
-    status: Arc<Mutex<Status>>,
+    /// What the worker reports and the editor's commands (GUI and worker
+    /// threads; the audio thread only stores the playhead there).
+    shared: Arc<Shared>,
     /// The schedule playing now. Replaced from the queue on the audio thread;
     /// the old box goes back to the worker to be freed.
     schedule: Box<Schedule>,
@@ -63,7 +67,7 @@ impl Default for Cantor {
             params: Arc::new(CantorParams::default()),
             link: None,
             worker: None,
-            status: Arc::new(Mutex::new(Status::default())),
+            shared: Arc::new(Shared::default()),
             schedule: Box::default(),
             player: Player::default(),
             block_events: Vec::new(),
@@ -75,9 +79,9 @@ impl Default for Cantor {
 }
 
 impl Cantor {
-    /// What the worker reports, for the editor.
-    pub fn status(&self) -> Arc<Mutex<Status>> {
-        self.status.clone()
+    /// What the worker reports, and where the editor's commands go.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// Takes every schedule the worker sent, returning the replaced ones to
@@ -188,7 +192,7 @@ impl Plugin for Cantor {
             self.worker = Some(Worker::spawn(
                 worker,
                 self.params.clone(),
-                self.status.clone(),
+                self.shared.clone(),
             ));
         }
         self.release_pending = true;
@@ -274,6 +278,8 @@ impl Plugin for Cantor {
         for &(o, e) in &self.block_events[next..] {
             let _ = context.try_send_event(to_note_event(o, e));
         }
+        self.shared
+            .set_playhead(clock.start_beat, clock.playing);
         if let Some(link) = self.link.as_mut() {
             let _ = link.captures.push(Capture::Playhead {
                 beat: clock.start_beat,

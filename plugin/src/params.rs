@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::composer::{ChannelLayout, Composition};
 use crate::window::Window;
 
-#[derive(Enum, Debug, PartialEq, Eq, Clone, Copy)]
+#[derive(Enum, Debug, Default, PartialEq, Eq, Clone, Copy)]
 pub enum Mode {
     /// Write alto, tenor and bass under every bar heard.
     #[id = "harmonize"]
+    #[default]
     Harmonize,
     /// Answer a phrase with N new bars when the input stops at a bar line.
     #[id = "continue"]
@@ -83,6 +84,12 @@ pub struct Session {
     /// a session it did not write (a project being loaded).
     #[serde(default)]
     pub stamp: (u64, u64),
+    /// The editor's masked region.
+    #[serde(default)]
+    pub mask: Option<crate::take::Region>,
+    /// Bars whose composed notes the musician kept.
+    #[serde(default)]
+    pub kept: std::collections::BTreeSet<i64>,
 }
 
 #[derive(Params)]

@@ -57,6 +57,10 @@ pub struct Bar {
     pub dirty: bool,
     /// When it was last heard (a counter), for choosing which bars to keep.
     pub heard: u64,
+    /// Copied in from a take rather than played: a pass with no notes
+    /// leaves it be (a pass with notes replaces it).
+    #[serde(default)]
+    pub adopted: bool,
 }
 
 impl Bar {
@@ -197,8 +201,14 @@ impl Window {
             melody: Vec::new(),
             dirty: false,
             heard: clock,
+            adopted: false,
         });
         bar.heard = clock;
+        if bar.adopted && notes.is_empty() {
+            self.trim(max_bars);
+            return false;
+        }
+        bar.adopted = false;
         let changed =
             bar.melody != notes || (bar.melody.is_empty() && !notes.is_empty() && !bar.dirty);
         if changed {
@@ -207,6 +217,20 @@ impl Window {
         }
         self.trim(max_bars);
         changed
+    }
+
+    /// Takes `bars` in as if heard now (a take copied into the window as
+    /// new input), replacing bars at the same places. Not dirty: the caller
+    /// has their harmony.
+    pub fn adopt(&mut self, bars: Vec<Bar>, max_bars: usize) {
+        for mut bar in bars {
+            self.clock += 1;
+            bar.heard = self.clock;
+            bar.adopted = true;
+            bar.dirty = false;
+            self.bars.insert(bar.start, bar);
+        }
+        self.trim(max_bars);
     }
 
     /// Keeps the `max_bars` most recently heard bars.

@@ -7,20 +7,24 @@
 //! progress is cancelled between noise levels when fresher input changes the
 //! window, so the freshest input wins.
 
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cantor_engine::grid::Voice;
 use cantor_engine::model::{device_name, select_device, shipped};
 use cantor_engine::sampler::{AnnealingFrame, Observer};
-use cantor_engine::{CantorError, SamplerSettings, ScoreModel};
+use cantor_engine::{CantorError, KeyChoice, SamplerSettings, ScoreModel};
 
-use crate::composer::{answer, harmonize, schedule, ComposeSettings, Composition};
+use crate::composer::{answer, harmonize, schedule, ComposeSettings, Composition, Watcher};
 use crate::params::{CantorParams, Mode, Session};
 use crate::playback::Schedule;
-use crate::window::{Capture, Window};
+pub use crate::shared::{Annealing, Command, Shared, Status};
+use crate::take::{regenerate, take_bars, History, Region};
+use crate::window::{Bar, Capture, HeardNote, Window};
 
 /// Capture messages the queue holds; a flood beyond this is dropped by the
 /// audio thread (the window keeps what it had).
@@ -63,38 +67,10 @@ pub fn link() -> (AudioLink, WorkerLink) {
     )
 }
 
-/// What the worker tells the GUI and the tests. The GUI may lock it; the
-/// audio thread never touches it.
-#[derive(Clone, Debug, Default)]
-pub struct Status {
-    /// "CPU", "CUDA GPU", … once the model is loaded.
-    pub device: String,
-    pub model: String,
-    pub error: Option<String>,
-    /// Compositions finished.
-    pub generations: u64,
-    /// Compositions cancelled by fresher input.
-    pub cancelled: u64,
-    /// Milliseconds the last composition took.
-    pub last_ms: f64,
-    /// Progress of the composition under way: (level, levels).
-    pub progress: Option<(usize, usize)>,
-}
-
-/// Requests from the GUI.
-#[derive(Debug)]
-pub enum Command {
-    /// Load another model; on failure the current one stays.
-    LoadModel(std::path::PathBuf),
-    /// Regenerate everything in the window.
-    RegenerateAll,
-}
-
 /// A running worker; dropping it stops and joins the thread.
 pub struct Worker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    pub commands: std::sync::mpsc::Sender<Command>,
 }
 
 impl Drop for Worker {
@@ -109,19 +85,14 @@ impl Drop for Worker {
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 impl Worker {
-    pub fn spawn(
-        link: WorkerLink,
-        params: Arc<CantorParams>,
-        status: Arc<Mutex<Status>>,
-    ) -> Worker {
+    pub fn spawn(link: WorkerLink, params: Arc<CantorParams>, shared: Arc<Shared>) -> Worker {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("cantor-worker".into())
                 .spawn(move || {
-                    let mut state = WorkerState::new(link, params, status, rx);
+                    let mut state = WorkerState::new(link, params, shared);
                     state.run(&stop);
                 })
                 .expect("spawning the worker thread")
@@ -129,7 +100,6 @@ impl Worker {
         Worker {
             stop,
             thread: Some(thread),
-            commands: tx,
         }
     }
 }
@@ -147,8 +117,7 @@ struct ComposeKey {
 struct WorkerState {
     link: WorkerLink,
     params: Arc<CantorParams>,
-    status: Arc<Mutex<Status>>,
-    commands: std::sync::mpsc::Receiver<Command>,
+    shared: Arc<Shared>,
     model: Option<ScoreModel>,
     window: Window,
     composition: Composition,
@@ -156,20 +125,28 @@ struct WorkerState {
     compose_key: Option<ComposeKey>,
     outputs: Option<([bool; 4], crate::composer::ChannelLayout, Mode)>,
     pending_answer: Option<i64>,
+    /// A region the editor asked to regenerate.
+    pending_region: Option<Region>,
+    mask: Option<Region>,
+    kept: BTreeSet<i64>,
+    history: History,
+    /// Regenerations asked for; each is a new variation.
+    variation: u64,
+}
+
+/// Locks the status (the editor holds it only to copy it).
+macro_rules! status {
+    ($state:expr) => {
+        $state.shared.status.lock().expect("status")
+    };
 }
 
 impl WorkerState {
-    fn new(
-        link: WorkerLink,
-        params: Arc<CantorParams>,
-        status: Arc<Mutex<Status>>,
-        commands: std::sync::mpsc::Receiver<Command>,
-    ) -> WorkerState {
+    fn new(link: WorkerLink, params: Arc<CantorParams>, shared: Arc<Shared>) -> WorkerState {
         WorkerState {
             link,
             params,
-            status,
-            commands,
+            shared,
             model: None,
             window: Window::default(),
             composition: Composition::default(),
@@ -177,6 +154,11 @@ impl WorkerState {
             compose_key: None,
             outputs: None,
             pending_answer: None,
+            pending_region: None,
+            mask: None,
+            kept: BTreeSet::new(),
+            history: History::default(),
+            variation: 0,
         }
     }
 
@@ -187,15 +169,20 @@ impl WorkerState {
                 drop(spent);
             }
             self.adopt_loaded_session();
-            while let Ok(command) = self.commands.try_recv() {
+            for command in self.shared.take_commands() {
                 self.command(command);
             }
             let mut changed = self.drain_captures();
             changed |= self.check_params();
             let busy = changed || self.window.any_dirty() || self.pending_answer.is_some();
-            if busy && self.model.is_some() {
+            if self.model.is_none() {
+                std::thread::sleep(IDLE);
+            } else if let Some(region) = self.pending_region.take() {
+                self.regenerate(region);
+            } else if busy {
                 self.compose();
             } else {
+                self.shared.cancel.store(false, Ordering::SeqCst);
                 std::thread::sleep(IDLE);
             }
         }
@@ -209,12 +196,12 @@ impl WorkerState {
         };
         match shipped::load(&device) {
             Ok(model) => self.set_model(model),
-            Err(e) => self.status.lock().expect("status").error = Some(e.to_string()),
+            Err(e) => status!(self).error = Some(e.to_string()),
         }
     }
 
     fn set_model(&mut self, model: ScoreModel) {
-        let mut status = self.status.lock().expect("status");
+        let mut status = status!(self);
         status.device = device_name(model.device()).to_string();
         status.model = model.card.name.clone();
         status.error = None;
@@ -232,16 +219,186 @@ impl WorkerState {
                 match ScoreModel::load(&path, &device) {
                     Ok(model) => {
                         self.set_model(model);
-                        self.window.mark_all_dirty();
+                        status!(self).message = Some(format!("loaded {}", path.display()));
+                        self.regenerate_all();
                     }
                     // The current model keeps working.
-                    Err(e) => self.status.lock().expect("status").error = Some(e.to_string()),
+                    Err(e) => status!(self).error = Some(e.to_string()),
                 }
             }
-            Command::RegenerateAll => self.window.mark_all_dirty(),
+            Command::RegenerateAll => self.regenerate_all(),
+            Command::Regenerate(region) => {
+                self.mask = Some(region);
+                self.pending_region = Some(region);
+                self.publish_view();
+            }
+            Command::ClearMask => {
+                self.mask = None;
+                self.publish_view();
+            }
+            Command::Undo => {
+                if let Some(region) = self.history.undo(&mut self.composition) {
+                    self.mask = Some(region);
+                    self.publish();
+                }
+            }
+            Command::Redo => {
+                if let Some(region) = self.history.redo(&mut self.composition) {
+                    self.mask = Some(region);
+                    self.publish();
+                }
+            }
+            Command::Keep(region, keep) => {
+                let mode = self.params.mode.value();
+                for bar in take_bars(&self.window, &self.composition, mode) {
+                    if bar.start < region.end && bar.end() > region.start {
+                        if keep {
+                            self.kept.insert(bar.start);
+                        } else {
+                            self.kept.remove(&bar.start);
+                        }
+                    }
+                }
+                self.publish_view();
+            }
+            Command::AdoptAnswer => self.adopt_answer(),
         }
     }
 
+    /// Everything not kept is composed again.
+    fn regenerate_all(&mut self) {
+        self.window.mark_all_dirty();
+        if self.params.mode.value() == Mode::Continue {
+            if let Some((start, _)) = self.composition.answer {
+                if !self.answer_kept() {
+                    self.pending_answer = Some(start);
+                }
+            }
+        }
+    }
+
+    /// Whether a bar of the answer is kept (then no new answer replaces it).
+    fn answer_kept(&self) -> bool {
+        take_bars(&self.window, &self.composition, Mode::Continue)
+            .iter()
+            .any(|b| b.answer && self.kept.contains(&b.start))
+    }
+
+    /// The answer becomes input: its soprano notes become heard bars and its
+    /// alto, tenor and bass their harmony, so the next phrase goes on from it.
+    fn adopt_answer(&mut self) {
+        let Some((start, cells)) = self.composition.answer.clone() else {
+            status!(self).error = Some("there is no answer to copy into the window".into());
+            return;
+        };
+        let bars = take_bars(&self.window, &self.composition, Mode::Continue);
+        let mut score = cantor_engine::Score::new(cells.len());
+        for (t, cell) in cells.iter().enumerate() {
+            for v in Voice::ALL {
+                score.set(t, v, cell[v.index()].into());
+            }
+        }
+        score.normalize();
+        let mut adopted = Vec::new();
+        for bar in bars.iter().filter(|b| b.answer) {
+            let from = (bar.start - start) as usize;
+            let to = (bar.end() - start) as usize;
+            let melody = score
+                .voice_notes(Voice::Soprano)
+                .into_iter()
+                .filter(|n| (from..to).contains(&n.start))
+                .map(|n| HeardNote {
+                    start: start + n.start as i64,
+                    end: start + n.end().min(to) as i64,
+                    pitch: n.pitch,
+                    velocity: n.velocity,
+                })
+                .collect();
+            adopted.push(Bar {
+                start: bar.start,
+                length: bar.length,
+                melody,
+                dirty: false,
+                heard: 0,
+                adopted: true,
+            });
+            self.composition
+                .harmony
+                .insert(bar.start, cells[from..to].to_vec());
+        }
+        let max_bars = (self.params.window_bars.value().max(1) as usize).max(adopted.len());
+        self.window.adopt(adopted, max_bars);
+        self.composition.answer = None;
+        status!(self).message = Some("the answer is now part of the window".into());
+        self.publish();
+    }
+
+    /// Regenerates exactly the masked cells; the edit can be undone.
+    fn regenerate(&mut self, region: Region) {
+        let mut settings = self.settings();
+        self.variation += 1;
+        settings.sampler.seed = settings
+            .sampler
+            .seed
+            .wrapping_add(self.variation.wrapping_mul(0x9E37_79B9));
+        let model = self.model.take().expect("model loaded");
+        let mode = self.params.mode.value();
+        let started = Instant::now();
+        let snapshot = self.window.clone();
+        let mut composition = self.composition.clone();
+        let kept = self.kept.clone();
+        let mut observer = Watch::new(self);
+        let result = regenerate(
+            &model,
+            &snapshot,
+            &mut composition,
+            mode,
+            region,
+            &kept,
+            &settings,
+            &mut observer,
+        );
+        let user_cancel = observer.user_cancel;
+        self.model = Some(model);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut status = status!(self);
+        status.progress = None;
+        status.annealing = None;
+        match result {
+            Ok(edit) => {
+                status.generations += 1;
+                status.last_ms = ms;
+                status.error = None;
+                status.message = Some(format!(
+                    "regenerated {} cells in {ms:.0} ms",
+                    edit.changes.len()
+                ));
+                drop(status);
+                // Keep what arrived meanwhile: only the edit's cells change.
+                let mut live = self.composition.clone();
+                for c in &edit.changes {
+                    if crate::take::generated(&live, mode, c.step, c.voice) == Some(c.before) {
+                        set_cell(&mut live, mode, c.step, c.voice, c.after);
+                    }
+                }
+                self.composition = live;
+                self.history.push(edit);
+                self.publish();
+            }
+            Err(CantorError::Cancelled) => {
+                status.cancelled += 1;
+                if user_cancel {
+                    status.message = Some("cancelled".into());
+                } else {
+                    // Fresher input came first; the mask is asked for again
+                    // once that is composed.
+                    drop(status);
+                    self.pending_region = Some(region);
+                }
+            }
+            Err(e) => status.error = Some(e.to_string()),
+        }
+    }
     /// Takes a session the host loaded (a project opened): its window and
     /// composition replace ours and play at once, without recomputing.
     fn adopt_loaded_session(&mut self) {
@@ -254,7 +411,10 @@ impl WorkerState {
         self.window = session.window.clone();
         self.composition = session.composition.clone();
         self.stamp = session.stamp;
+        self.mask = session.mask;
+        self.kept = session.kept.clone();
         drop(session);
+        self.history = History::default();
         // The project's parameters came with it: take them as the new
         // baseline instead of as a change that calls for recomposing.
         self.compose_key = None;
@@ -278,14 +438,14 @@ impl WorkerState {
         if let (Capture::NoteOn { beat, .. }, Some((start, _))) =
             (capture, &self.composition.answer)
         {
-            if crate::grid_time::nearest_step(beat) >= *start {
+            if crate::grid_time::nearest_step(beat) >= *start && !self.answer_kept() {
                 self.composition.answer = None;
                 self.publish();
             }
         }
         let dirty = self.window.take(capture, max_bars);
         if let Some(at) = self.window.take_phrase_end() {
-            if self.params.mode.value() == Mode::Continue {
+            if self.params.mode.value() == Mode::Continue && !self.answer_kept() {
                 self.pending_answer = Some(at);
             }
         }
@@ -306,7 +466,7 @@ impl WorkerState {
         let outputs = (p.voices(), p.layout(), p.mode.value());
         let mut changed = false;
         if self.compose_key.as_ref().is_some_and(|k| *k != key) {
-            self.window.mark_all_dirty();
+            self.regenerate_all();
             changed = true;
         }
         self.compose_key = Some(key);
@@ -328,6 +488,7 @@ impl WorkerState {
             sampler,
             key: p.key(),
             continue_bars: p.continue_bars.value().max(1) as usize,
+            kept: self.kept.clone(),
         }
     }
 
@@ -336,6 +497,7 @@ impl WorkerState {
         let model = self.model.take().expect("model loaded");
         let started = Instant::now();
         let mode = self.params.mode.value();
+        let answer_kept = self.answer_kept();
         // Compose from a snapshot; the observer keeps taking captures into
         // the live window and cancels when a bar changes.
         let snapshot = self.window.clone();
@@ -346,10 +508,7 @@ impl WorkerState {
             .map(|b| b.start)
             .collect();
         let mut composition = self.composition.clone();
-        let mut observer = Watch {
-            state: self,
-            cancel: false,
-        };
+        let mut observer = Watch::new(self);
         let result = match mode {
             Mode::Harmonize => harmonize(
                 &model,
@@ -359,7 +518,7 @@ impl WorkerState {
                 &mut observer,
             )
             .map(|_| ()),
-            Mode::Continue => match observer.state.pending_answer {
+            Mode::Continue => match observer.state.pending_answer.filter(|_| !answer_kept) {
                 Some(at) => answer(
                     &model,
                     &snapshot,
@@ -371,10 +530,12 @@ impl WorkerState {
                 None => Ok(()),
             },
         };
+        let user_cancel = observer.user_cancel;
         self.model = Some(model);
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut status = self.status.lock().expect("status");
+        let mut status = status!(self);
         status.progress = None;
+        status.annealing = None;
         match result {
             Ok(()) => {
                 status.generations += 1;
@@ -402,7 +563,17 @@ impl WorkerState {
                 self.composition = composition;
                 self.publish();
             }
-            Err(CantorError::Cancelled) => status.cancelled += 1,
+            Err(CantorError::Cancelled) => {
+                status.cancelled += 1;
+                if user_cancel {
+                    // The musician stopped it: keep what was there, and do
+                    // not start the same work again.
+                    status.message = Some("cancelled".into());
+                    drop(status);
+                    self.window.mark_clean(&dirty_bars);
+                    self.pending_answer = None;
+                }
+            }
             Err(e) => {
                 status.error = Some(e.to_string());
                 drop(status);
@@ -430,34 +601,121 @@ impl WorkerState {
             let again = Box::new(schedule(&composition, p.voices(), p.layout()));
             let _ = self.link.schedules.push(again);
         }
+        self.publish_view();
+    }
+
+    /// Shows the take to the editor and saves the session.
+    fn publish_view(&mut self) {
         self.stamp.1 += 1;
         if let Ok(mut session) = self.params.session.write() {
             *session = Session {
                 window: self.window.clone(),
                 composition: self.composition.clone(),
                 stamp: self.stamp,
+                mask: self.mask,
+                kept: self.kept.clone(),
             };
+        }
+        let mode = self.params.mode.value();
+        let key = self.key_name(mode);
+        let (undo, redo) = self.history.depths();
+        let mut status = status!(self);
+        status.window = self.window.clone();
+        status.composition = self.composition.clone();
+        status.mode = mode;
+        status.mask = self.mask;
+        status.kept = self.kept.clone();
+        status.key = key;
+        status.undo = undo;
+        status.redo = redo;
+    }
+
+    /// The key the constraints use: the fixed one, or the one estimated from
+    /// the take.
+    fn key_name(&self, mode: Mode) -> Option<String> {
+        match self.params.key() {
+            KeyChoice::Free => None,
+            KeyChoice::Fixed(k) => Some(k.to_string()),
+            KeyChoice::Auto => {
+                let bars = take_bars(&self.window, &self.composition, mode);
+                let span = crate::take::extent(&bars)?;
+                let soprano = self
+                    .model
+                    .as_ref()
+                    .map(|m| m.card.vocabulary.range(Voice::Soprano))?;
+                let score =
+                    crate::take::take_score(&self.window, &self.composition, mode, soprano, span);
+                cantor_engine::Key::estimate(&score).map(|k| format!("{k} (estimated)"))
+            }
         }
     }
 }
 
-/// Observes a composition: reports progress, keeps the window current and
-/// cancels when the input changed.
+fn set_cell(
+    composition: &mut Composition,
+    mode: Mode,
+    step: i64,
+    voice: Voice,
+    token: crate::composer::CellToken,
+) {
+    crate::take::set_generated(composition, mode, step, voice, token);
+}
+
+/// Observes a composition: reports progress (and the annealing, while the
+/// editor is open), keeps the window current and cancels when the input
+/// changed or the musician pressed Cancel.
 struct Watch<'a> {
     state: &'a mut WorkerState,
     cancel: bool,
+    user_cancel: bool,
+    origin: i64,
+}
+
+impl<'a> Watch<'a> {
+    fn new(state: &'a mut WorkerState) -> Watch<'a> {
+        state.shared.cancel.store(false, Ordering::SeqCst);
+        Watch {
+            state,
+            cancel: false,
+            user_cancel: false,
+            origin: 0,
+        }
+    }
 }
 
 impl Observer for Watch<'_> {
+    fn wants_preview(&self) -> bool {
+        self.state.shared.editor_open.load(Ordering::Relaxed)
+    }
+
     fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
-        if let Ok(mut s) = self.state.status.lock() {
+        let annealing = frame.relaxation.map(|r| Annealing {
+            level: frame.level,
+            levels: frame.levels,
+            sigma: frame.sigma,
+            beliefs: r
+                .beliefs
+                .iter()
+                .map(|b| (self.origin + b.step as i64, b.voice, b.pitch, b.probability))
+                .collect(),
+        });
+        if let Ok(mut s) = self.state.shared.status.lock() {
             s.progress = Some((frame.level, frame.levels));
+            s.annealing = annealing;
         }
+        self.user_cancel |= self.state.shared.cancel.swap(false, Ordering::SeqCst);
+        self.cancel |= self.user_cancel;
         self.cancel |= self.state.drain_captures();
         if self.cancel {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         }
+    }
+}
+
+impl Watcher for Watch<'_> {
+    fn origin(&mut self, origin: i64) {
+        self.origin = origin;
     }
 }

@@ -1,0 +1,128 @@
+//! State shared by the worker, the editor and the audio thread, and the
+//! editor's commands.
+//!
+//! The editor and the worker may lock [`Shared::status`] and the command
+//! queue; the audio thread only stores the playhead in atomics. The editor
+//! can exist before the plugin is activated (and the worker spawned):
+//! commands wait in the queue until a worker takes them.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cantor_engine::Voice;
+
+use crate::composer::Composition;
+use crate::params::Mode;
+use crate::take::Region;
+use crate::window::Window;
+
+/// The annealing under way, as the editor draws it: per cell of the
+/// region being composed, the probability of each pitch sounding.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Annealing {
+    pub level: usize,
+    pub levels: usize,
+    pub sigma: f32,
+    /// (song step, voice, pitch, probability).
+    pub beliefs: Vec<(i64, Voice, u8, f32)>,
+}
+
+/// What the worker reports: the editor's picture of the take, and the
+/// tests'. Copied out under the lock; the audio thread never touches it.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    /// "CPU", "CUDA GPU", … once the model is loaded.
+    pub device: String,
+    pub model: String,
+    /// The last error (a model that failed to load, a regeneration that
+    /// could not run), for the editor to show.
+    pub error: Option<String>,
+    /// The last thing done that the musician should hear about.
+    pub message: Option<String>,
+    /// Compositions finished.
+    pub generations: u64,
+    /// Compositions cancelled by fresher input or the Cancel button.
+    pub cancelled: u64,
+    /// Milliseconds the last composition took.
+    pub last_ms: f64,
+    /// Progress of the composition under way: (level, levels).
+    pub progress: Option<(usize, usize)>,
+    /// The composition under way, level by level, while the editor is open.
+    pub annealing: Option<Annealing>,
+    /// The take: the window, what was composed for it, and the mode that
+    /// says which part plays.
+    pub window: Window,
+    pub composition: Composition,
+    pub mode: Mode,
+    /// The masked region, shaded in the editor.
+    pub mask: Option<Region>,
+    /// Bars whose composed notes are locked.
+    pub kept: BTreeSet<i64>,
+    /// The key the constraints use, when one is set or estimated.
+    pub key: Option<String>,
+    /// Regenerations that can be undone and redone.
+    pub undo: usize,
+    pub redo: usize,
+}
+
+/// Requests from the editor (or a test) to the worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Load another model; on failure the current one stays.
+    LoadModel(std::path::PathBuf),
+    /// Regenerate everything in the window that is not kept.
+    RegenerateAll,
+    /// Mask a region and regenerate exactly its cells.
+    Regenerate(Region),
+    /// Forget the mask (nothing is regenerated).
+    ClearMask,
+    Undo,
+    Redo,
+    /// Lock (true) or release (false) the bars the region covers.
+    Keep(Region, bool),
+    /// Copy the answer into the window as new input: its melody becomes
+    /// heard bars and its other voices their harmony.
+    AdoptAnswer,
+}
+
+#[derive(Default)]
+pub struct Shared {
+    pub status: Mutex<Status>,
+    commands: Mutex<Vec<Command>>,
+    /// Set by the editor's Cancel: the composition under way stops at the
+    /// next noise level.
+    pub cancel: AtomicBool,
+    /// The editor is open: the worker reports the annealing level by level.
+    pub editor_open: AtomicBool,
+    playhead: AtomicU64,
+    playing: AtomicBool,
+}
+
+impl Shared {
+    pub fn send(&self, command: Command) {
+        self.commands.lock().expect("commands").push(command);
+    }
+
+    pub fn take_commands(&self) -> Vec<Command> {
+        std::mem::take(&mut *self.commands.lock().expect("commands"))
+    }
+
+    /// Audio thread: where the playhead is (song position in beats).
+    pub fn set_playhead(&self, beat: f64, playing: bool) {
+        self.playhead.store(beat.to_bits(), Ordering::Relaxed);
+        self.playing.store(playing, Ordering::Relaxed);
+    }
+
+    pub fn playhead(&self) -> (f64, bool) {
+        (
+            f64::from_bits(self.playhead.load(Ordering::Relaxed)),
+            self.playing.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A copy of the status (the lock is held only to clone).
+    pub fn status(&self) -> Status {
+        self.status.lock().expect("status").clone()
+    }
+}

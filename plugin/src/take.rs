@@ -1,0 +1,362 @@
+//! The take: what the window shows — the heard melody and what Cantor
+//! composed for it — as grid cells by absolute step, the editor's masked
+//! regions over it, regeneration of exactly a region's cells, and the
+//! history that undoes and redoes regenerations.
+//!
+//! What is composed depends on the mode: in Harmonize the alto, tenor and
+//! bass under heard bars; in Continue the answer in all four voices. Only
+//! those cells are generated, so only those can be masked: the heard melody
+//! is the musician's and is never rewritten.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use cantor_engine::grid::{Score, TimeSignature, Voice};
+use cantor_engine::{compose, CantorError, Mask, Problem, ScoreModel};
+use serde::{Deserialize, Serialize};
+
+use crate::composer::{
+    melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
+};
+use crate::params::Mode;
+use crate::window::Window;
+
+/// Cells the musician masked: steps `start..end` of the chosen voices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    pub start: i64,
+    pub end: i64,
+    pub voices: [bool; 4],
+}
+
+impl Region {
+    pub fn contains(&self, step: i64, voice: Voice) -> bool {
+        (self.start..self.end).contains(&step) && self.voices[voice.index()]
+    }
+}
+
+/// One bar of the take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TakeBar {
+    pub start: i64,
+    pub length: i64,
+    /// A bar of the window (heard, or adopted from an answer).
+    pub heard: bool,
+    /// A bar of the answer (Continue mode).
+    pub answer: bool,
+}
+
+impl TakeBar {
+    pub fn end(&self) -> i64 {
+        self.start + self.length
+    }
+}
+
+/// The bars of the take in order: the window's, then the answer's (Continue
+/// mode), cut at the answer's bar lines.
+pub fn take_bars(window: &Window, composition: &Composition, mode: Mode) -> Vec<TakeBar> {
+    let mut bars: Vec<TakeBar> = window
+        .bars
+        .values()
+        .map(|b| TakeBar {
+            start: b.start,
+            length: b.length,
+            heard: true,
+            answer: false,
+        })
+        .collect();
+    if let (Mode::Continue, Some((start, cells))) = (mode, &composition.answer) {
+        let end = start + cells.len() as i64;
+        // The answer's bars are as long as the bar it follows.
+        let length = window
+            .bars
+            .range(..start)
+            .next_back()
+            .map(|(_, b)| b.length)
+            .unwrap_or(16)
+            .max(1);
+        let mut at = *start;
+        while at < end {
+            match bars.iter_mut().find(|b| b.start == at) {
+                Some(b) => b.answer = true,
+                None => bars.push(TakeBar {
+                    start: at,
+                    length: length.min(end - at),
+                    heard: false,
+                    answer: true,
+                }),
+            }
+            at += length;
+        }
+        bars.sort_by_key(|b| b.start);
+    }
+    bars
+}
+
+/// The bar holding `step`, if any.
+pub fn bar_at(bars: &[TakeBar], step: i64) -> Option<&TakeBar> {
+    bars.iter().find(|b| (b.start..b.end()).contains(&step))
+}
+
+/// The composed token at a cell, where the mode composes one.
+pub fn generated(composition: &Composition, mode: Mode, step: i64, voice: Voice) -> Option<CellToken> {
+    match mode {
+        Mode::Harmonize => {
+            if voice == Voice::Soprano {
+                return None;
+            }
+            let (start, cells) = composition.harmony.range(..=step).next_back()?;
+            cells
+                .get(usize::try_from(step - start).ok()?)
+                .map(|c| c[voice.index()])
+        }
+        Mode::Continue => {
+            let (start, cells) = composition.answer.as_ref()?;
+            cells
+                .get(usize::try_from(step - start).ok()?)
+                .map(|c| c[voice.index()])
+        }
+    }
+}
+
+pub(crate) fn set_generated(composition: &mut Composition, mode: Mode, step: i64, voice: Voice, token: CellToken) {
+    let cell = match mode {
+        Mode::Harmonize => composition
+            .harmony
+            .range_mut(..=step)
+            .next_back()
+            .and_then(|(start, cells)| cells.get_mut(usize::try_from(step - start).ok()?)),
+        Mode::Continue => composition
+            .answer
+            .as_mut()
+            .and_then(|(start, cells)| cells.get_mut(usize::try_from(step - *start).ok()?)),
+    };
+    if let Some(cell) = cell {
+        cell[voice.index()] = token;
+    }
+}
+
+/// The take over `span` as a score: the heard melody (folded into the
+/// soprano range, as the model hears it) and the composed voices; rests
+/// where nothing is.
+pub fn take_score(
+    window: &Window,
+    composition: &Composition,
+    mode: Mode,
+    soprano: cantor_engine::VoiceRange,
+    span: Range<i64>,
+) -> Score {
+    let len = (span.end - span.start).max(0) as usize;
+    let mut score = Score::new(len);
+    for run in window.segments() {
+        let melody = melody_score(&run, soprano);
+        let origin = run[0].start;
+        for t in 0..melody.len() {
+            let step = origin + t as i64;
+            if span.contains(&step) {
+                let at = (step - span.start) as usize;
+                score.set(at, Voice::Soprano, melody.get(t, Voice::Soprano));
+                score.set_velocity(at, Voice::Soprano, melody.velocity(t, Voice::Soprano));
+            }
+        }
+    }
+    for (at, step) in span.clone().enumerate() {
+        for voice in Voice::ALL {
+            if let Some(token) = generated(composition, mode, step, voice) {
+                score.set(at, voice, token.into());
+            }
+        }
+    }
+    // Bar lengths as time signatures (for a MIDI file and bar numbers).
+    let mut meters = Vec::new();
+    for bar in take_bars(window, composition, mode) {
+        if span.contains(&bar.start) {
+            let meter = if bar.length % 4 == 0 {
+                TimeSignature {
+                    numerator: (bar.length / 4).clamp(1, 32) as u8,
+                    denominator: 4,
+                }
+            } else {
+                TimeSignature {
+                    numerator: (bar.length / 2).clamp(1, 32) as u8,
+                    denominator: 8,
+                }
+            };
+            if meters.last().map(|(_, m)| *m) != Some(meter) {
+                meters.push(((bar.start - span.start) as usize, meter));
+            }
+        }
+    }
+    if !meters.is_empty() {
+        meters[0].0 = 0;
+        score.set_time_signatures(meters);
+    }
+    score.normalize();
+    score
+}
+
+/// The steps the take covers, first bar to last.
+pub fn extent(bars: &[TakeBar]) -> Option<Range<i64>> {
+    Some(bars.first()?.start..bars.last()?.end())
+}
+
+/// Whether the editor may regenerate a cell: the mode composes it and it is
+/// not in a kept bar.
+pub fn editable(
+    composition: &Composition,
+    mode: Mode,
+    bars: &[TakeBar],
+    kept: &BTreeSet<i64>,
+    step: i64,
+    voice: Voice,
+) -> bool {
+    generated(composition, mode, step, voice).is_some()
+        && bar_at(bars, step).is_some_and(|b| !kept.contains(&b.start))
+}
+
+/// One cell a regeneration changed: its step, voice, and the token before
+/// and after.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CellChange {
+    pub step: i64,
+    pub voice: Voice,
+    pub before: CellToken,
+    pub after: CellToken,
+}
+
+/// A regeneration, as the cells it changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edit {
+    pub mode: Mode,
+    pub region: Region,
+    pub changes: Vec<CellChange>,
+}
+
+impl Edit {
+    fn apply(&self, composition: &mut Composition, forward: bool) {
+        for c in &self.changes {
+            let (from, to) = if forward {
+                (c.before, c.after)
+            } else {
+                (c.after, c.before)
+            };
+            // A cell recomposed since (new input under it) is left alone.
+            if generated(composition, self.mode, c.step, c.voice) == Some(from) {
+                set_generated(composition, self.mode, c.step, c.voice, to);
+            }
+        }
+    }
+}
+
+/// Regenerates exactly the editable cells of `region` (and the tails of
+/// notes that start there), with the take around it as known context.
+/// Returns the edit, already applied to `composition`.
+pub fn regenerate(
+    model: &ScoreModel,
+    window: &Window,
+    composition: &mut Composition,
+    mode: Mode,
+    region: Region,
+    kept: &BTreeSet<i64>,
+    settings: &ComposeSettings,
+    observer: &mut dyn Watcher,
+) -> cantor_engine::Result<Edit> {
+    let bars = take_bars(window, composition, mode);
+    let whole = extent(&bars).ok_or_else(|| CantorError::input("the window is empty"))?;
+    let first = bars.iter().position(|b| b.end() > region.start);
+    let last = bars.iter().rposition(|b| b.start < region.end);
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(CantorError::input("the masked bars are outside the window"));
+    };
+    let span_start = bars[first.saturating_sub(CONTEXT_BARS)].start.max(whole.start);
+    let span_end = bars[(last + CONTEXT_BARS).min(bars.len() - 1)].end().min(whole.end);
+    let span = span_start..span_end;
+    let soprano = model.card.vocabulary.range(Voice::Soprano);
+    let score = take_score(window, composition, mode, soprano, span.clone());
+    let mut mask = Mask::none(score.len());
+    for (at, step) in span.clone().enumerate() {
+        for voice in Voice::ALL {
+            if region.contains(step, voice) && editable(composition, mode, &bars, kept, step, voice) {
+                mask.set_free(at, voice, true);
+            }
+        }
+    }
+    if mask.free_count() == 0 {
+        return Err(CantorError::input(match mode {
+            Mode::Harmonize => "nothing to regenerate there: mask alto, tenor or bass of harmonized bars that are not kept",
+            Mode::Continue => "nothing to regenerate there: mask bars of the answer that are not kept",
+        }));
+    }
+    let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
+    let problem = Problem::new(score, mask, constraints)?;
+    observer.origin(span.start);
+    let out = compose(model, &problem, &settings.sampler, observer)?.score;
+    let mut changes = Vec::new();
+    for (at, step) in span.enumerate() {
+        for voice in Voice::ALL {
+            if !problem.mask.is_free(at, voice)
+                || !editable(composition, mode, &bars, kept, step, voice)
+            {
+                continue;
+            }
+            let before = generated(composition, mode, step, voice).expect("editable");
+            let after = CellToken::from(out.get(at, voice));
+            if before != after {
+                changes.push(CellChange {
+                    step,
+                    voice,
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    let edit = Edit {
+        mode,
+        region,
+        changes,
+    };
+    edit.apply(composition, true);
+    Ok(edit)
+}
+
+/// Regenerations that can be undone and redone.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    undo: Vec<Edit>,
+    redo: Vec<Edit>,
+}
+
+impl History {
+    /// Edits kept; older ones are forgotten.
+    pub const LIMIT: usize = 64;
+
+    pub fn push(&mut self, edit: Edit) {
+        self.undo.push(edit);
+        if self.undo.len() > Self::LIMIT {
+            self.undo.remove(0);
+        }
+        self.redo.clear();
+    }
+
+    /// Puts back the cells of the last regeneration; its region, if any.
+    pub fn undo(&mut self, composition: &mut Composition) -> Option<Region> {
+        let edit = self.undo.pop()?;
+        edit.apply(composition, false);
+        let region = edit.region;
+        self.redo.push(edit);
+        Some(region)
+    }
+
+    pub fn redo(&mut self, composition: &mut Composition) -> Option<Region> {
+        let edit = self.redo.pop()?;
+        edit.apply(composition, true);
+        let region = edit.region;
+        self.undo.push(edit);
+        Some(region)
+    }
+
+    pub fn depths(&self) -> (usize, usize) {
+        (self.undo.len(), self.redo.len())
+    }
+}
