@@ -335,7 +335,11 @@ impl Observer for Sharpness {
             let e = best.entry((b.step, b.voice)).or_insert(0.0f32);
             *e = e.max(b.probability);
         }
-        let mean = self.free.iter().map(|c| best.get(c).copied().unwrap_or(0.0)).sum::<f32>()
+        let mean = self
+            .free
+            .iter()
+            .map(|c| best.get(c).copied().unwrap_or(0.0))
+            .sum::<f32>()
             / self.free.len() as f32;
         self.levels.push(mean);
         self.previews.push(frame.preview.expect("preview").clone());

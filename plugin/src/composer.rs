@@ -142,7 +142,10 @@ pub fn harmonize(
         };
         // Only the dirty bars and some context either side: the rest of the
         // run is known and too far away to matter.
-        let last_dirty = run.iter().rposition(|b| to_compose(b)).expect("a dirty bar");
+        let last_dirty = run
+            .iter()
+            .rposition(|b| to_compose(b))
+            .expect("a dirty bar");
         let run = &run[first_dirty.saturating_sub(CONTEXT_BARS)
             ..(last_dirty + 1 + CONTEXT_BARS).min(run.len())];
         let origin = run[0].start;

@@ -14,9 +14,11 @@ use nice_plug::midi::{Channel, Key, VoiceID};
 use nice_plug::prelude::*;
 
 pub mod composer;
+pub mod editor;
 pub mod grid_time;
 pub mod params;
 pub mod playback;
+pub mod roll;
 pub mod shared;
 pub mod take;
 pub mod window;
@@ -25,8 +27,8 @@ pub mod worker;
 use grid_time::BlockClock;
 use params::CantorParams;
 use playback::{PlayEvent, Player, Schedule};
-use window::Capture;
 use shared::Shared;
+use window::Capture;
 use worker::{AudioLink, Worker};
 
 /// Generated events one block can hold before they are sent (every step of
@@ -46,6 +48,8 @@ pub struct Cantor {
     /// What the worker reports and the editor's commands (GUI and worker
     /// threads; the audio thread only stores the playhead there).
     shared: Arc<Shared>,
+    /// The editor window's size and zoom.
+    editor_state: Arc<nice_plug_egui::EguiEditorState>,
     /// The schedule playing now. Replaced from the queue on the audio thread;
     /// the old box goes back to the worker to be freed.
     schedule: Box<Schedule>,
@@ -68,6 +72,7 @@ impl Default for Cantor {
             link: None,
             worker: None,
             shared: Arc::new(Shared::default()),
+            editor_state: editor::editor_state(),
             schedule: Box::default(),
             player: Player::default(),
             block_events: Vec::new(),
@@ -170,12 +175,20 @@ impl Plugin for Cantor {
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
     const INPUT_EVENT_CAPACITY: usize = 16_384;
 
-    type Editor = ();
+    type Editor = nice_plug_egui::EguiEditor<editor::CantorEditor>;
     type SysExMessage = ();
     type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
+        editor::create(
+            self.editor_state.clone(),
+            self.params.clone(),
+            self.shared.clone(),
+        )
     }
 
     fn activate(
@@ -278,8 +291,11 @@ impl Plugin for Cantor {
         for &(o, e) in &self.block_events[next..] {
             let _ = context.try_send_event(to_note_event(o, e));
         }
-        self.shared
-            .set_playhead(clock.start_beat, clock.playing);
+        self.shared.set_playhead(
+            clock.start_beat,
+            clock.playing,
+            clock.beats_per_sample * 60.0 * self.sample_rate,
+        );
         if let Some(link) = self.link.as_mut() {
             let _ = link.captures.push(Capture::Playhead {
                 beat: clock.start_beat,

@@ -75,6 +75,8 @@ pub enum Command {
     RegenerateAll,
     /// Mask a region and regenerate exactly its cells.
     Regenerate(Region),
+    /// Mask a region without regenerating it yet.
+    SetMask(Region),
     /// Forget the mask (nothing is regenerated).
     ClearMask,
     Undo,
@@ -97,6 +99,7 @@ pub struct Shared {
     pub editor_open: AtomicBool,
     playhead: AtomicU64,
     playing: AtomicBool,
+    tempo: AtomicU64,
 }
 
 impl Shared {
@@ -108,10 +111,17 @@ impl Shared {
         std::mem::take(&mut *self.commands.lock().expect("commands"))
     }
 
-    /// Audio thread: where the playhead is (song position in beats).
-    pub fn set_playhead(&self, beat: f64, playing: bool) {
+    /// Audio thread: where the playhead is (song position in beats) and
+    /// the tempo (BPM).
+    pub fn set_playhead(&self, beat: f64, playing: bool, tempo: f64) {
         self.playhead.store(beat.to_bits(), Ordering::Relaxed);
         self.playing.store(playing, Ordering::Relaxed);
+        self.tempo.store(tempo.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The host's last tempo, once a block has been processed.
+    pub fn playhead_tempo(&self) -> Option<f64> {
+        Some(f64::from_bits(self.tempo.load(Ordering::Relaxed))).filter(|t| *t > 0.0)
     }
 
     pub fn playhead(&self) -> (f64, bool) {

@@ -99,7 +99,12 @@ pub fn bar_at(bars: &[TakeBar], step: i64) -> Option<&TakeBar> {
 }
 
 /// The composed token at a cell, where the mode composes one.
-pub fn generated(composition: &Composition, mode: Mode, step: i64, voice: Voice) -> Option<CellToken> {
+pub fn generated(
+    composition: &Composition,
+    mode: Mode,
+    step: i64,
+    voice: Voice,
+) -> Option<CellToken> {
     match mode {
         Mode::Harmonize => {
             if voice == Voice::Soprano {
@@ -119,7 +124,13 @@ pub fn generated(composition: &Composition, mode: Mode, step: i64, voice: Voice)
     }
 }
 
-pub(crate) fn set_generated(composition: &mut Composition, mode: Mode, step: i64, voice: Voice, token: CellToken) {
+pub(crate) fn set_generated(
+    composition: &mut Composition,
+    mode: Mode,
+    step: i64,
+    voice: Voice,
+    token: CellToken,
+) {
     let cell = match mode {
         Mode::Harmonize => composition
             .harmony
@@ -268,15 +279,20 @@ pub fn regenerate(
     let (Some(first), Some(last)) = (first, last) else {
         return Err(CantorError::input("the masked bars are outside the window"));
     };
-    let span_start = bars[first.saturating_sub(CONTEXT_BARS)].start.max(whole.start);
-    let span_end = bars[(last + CONTEXT_BARS).min(bars.len() - 1)].end().min(whole.end);
+    let span_start = bars[first.saturating_sub(CONTEXT_BARS)]
+        .start
+        .max(whole.start);
+    let span_end = bars[(last + CONTEXT_BARS).min(bars.len() - 1)]
+        .end()
+        .min(whole.end);
     let span = span_start..span_end;
     let soprano = model.card.vocabulary.range(Voice::Soprano);
     let score = take_score(window, composition, mode, soprano, span.clone());
     let mut mask = Mask::none(score.len());
     for (at, step) in span.clone().enumerate() {
         for voice in Voice::ALL {
-            if region.contains(step, voice) && editable(composition, mode, &bars, kept, step, voice) {
+            if region.contains(step, voice) && editable(composition, mode, &bars, kept, step, voice)
+            {
                 mask.set_free(at, voice, true);
             }
         }

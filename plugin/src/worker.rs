@@ -232,6 +232,10 @@ impl WorkerState {
                 self.pending_region = Some(region);
                 self.publish_view();
             }
+            Command::SetMask(region) => {
+                self.mask = Some(region);
+                self.publish_view();
+            }
             Command::ClearMask => {
                 self.mask = None;
                 self.publish_view();
