@@ -1,9 +1,13 @@
 //! Worker-side costs: loading the embedded model, and composing the harmony
 //! of a bar that was just committed in a full 8-bar window (the rest of the
 //! window already harmonized) — the latency from a bar's last note to its
-//! harmony being ready, less the worker's ≤ 3 ms idle poll.
+//! harmony being ready, less the worker's ≤ 3 ms idle poll — and the
+//! editor's regeneration of two masked bars of that window, from release of
+//! the mouse to the new notes (less the same poll).
 
 use cantor::composer::{harmonize, ComposeSettings, Composition};
+use cantor::params::Mode;
+use cantor::take::{regenerate, Region};
 use cantor::window::{Capture, Window};
 use cantor_engine::model::shipped;
 use cantor_engine::{Device, KeyChoice, SamplerSettings, Unobserved};
@@ -57,6 +61,7 @@ fn benches(c: &mut Criterion) {
         sampler: SamplerSettings::from_defaults(&model.card.sampling),
         key: KeyChoice::Free,
         continue_bars: 4,
+        kept: Default::default(),
     };
     let mut window = heard_window();
     let mut full = Composition::default();
@@ -75,6 +80,27 @@ fn benches(c: &mut Criterion) {
                 &model,
                 &window,
                 &mut composition,
+                &settings,
+                &mut Unobserved,
+            )
+            .unwrap()
+        })
+    });
+    let region = Region {
+        start: starts[2],
+        end: starts[4],
+        voices: [false, true, true, true],
+    };
+    window.mark_clean(&starts);
+    group.bench_function("regenerate_2_masked_bars_in_8_bar_window", |b| {
+        b.iter(|| {
+            let mut composition = full.clone();
+            regenerate(
+                &model,
+                &window,
+                &mut composition,
+                Mode::Harmonize,
+                region,
                 &settings,
                 &mut Unobserved,
             )

@@ -172,6 +172,7 @@ fn parameters(ui: &mut Ui, params: &CantorParams, setter: &ParamSetter, panel: &
         ui.heading(RichText::new("Cantor").strong());
         ui.separator();
         enum_combo(ui, &params.mode, setter);
+        ui.separator();
         ui.label("Play");
         for (param, voice) in [
             (&params.soprano, Voice::Soprano),
@@ -182,8 +183,13 @@ fn parameters(ui: &mut Ui, params: &CantorParams, setter: &ParamSetter, panel: &
             toggle(ui, param, setter, Some(VOICE_COLORS[voice.index()]));
         }
         ui.separator();
+        enum_combo(ui, &params.layout, setter);
+        toggle(ui, &params.pass_through, setter, None);
+    });
+    ui.horizontal_wrapped(|ui| {
         labeled_slider(ui, "Temperature", &params.temperature, setter);
         labeled_slider(ui, "Steps", &params.steps, setter);
+        ui.separator();
         labeled_slider(ui, "Seed", &params.seed, setter);
         if ui
             .button("New variation")
@@ -206,9 +212,7 @@ fn parameters(ui: &mut Ui, params: &CantorParams, setter: &ParamSetter, panel: &
         labeled_slider(ui, "Window", &params.window_bars, setter);
         labeled_slider(ui, "Answer", &params.continue_bars, setter);
         ui.separator();
-        enum_combo(ui, &params.layout, setter);
-        toggle(ui, &params.pass_through, setter, None);
-        ui.separator();
+        ui.label("Zoom");
         egui::ComboBox::from_id_salt("zoom")
             .selected_text(format!("{:.0}%", panel.zoom * 100.0))
             .show_ui(ui, |ui| {
@@ -273,7 +277,7 @@ fn mask_bar(
         for voice in Voice::ALL {
             let composed = status.mode == Mode::Continue || voice != Voice::Soprano;
             let on = &mut panel.roll.mask_voices[voice.index()];
-            let text = RichText::new(voice.name()).color(VOICE_COLORS[voice.index()]);
+            let text = RichText::new(title(voice)).color(VOICE_COLORS[voice.index()]);
             let response =
                 ui.add_enabled(composed, egui::Button::selectable(*on && composed, text));
             if response.clicked() {
@@ -337,7 +341,7 @@ fn mask_bar(
         }
         let has_answer = status.composition.answer.is_some() && status.mode == Mode::Continue;
         if ui
-            .add_enabled(has_answer, egui::Button::new("Answer → input"))
+            .add_enabled(has_answer, egui::Button::new("Answer to input"))
             .on_hover_text("Copy the answer into the window as new input, to continue from it")
             .clicked()
         {
@@ -346,15 +350,26 @@ fn mask_bar(
     });
 }
 
+fn title(voice: Voice) -> &'static str {
+    match voice {
+        Voice::Soprano => "Soprano",
+        Voice::Alto => "Alto",
+        Voice::Tenor => "Tenor",
+        Voice::Bass => "Bass",
+    }
+}
+
 fn legend(ui: &mut Ui, mode: Mode) {
     ui.horizontal(|ui| {
-        ui.label(RichText::new("■ heard").color(INPUT_COLOR));
+        ui.label(RichText::new("heard").color(INPUT_COLOR).strong());
         for voice in Voice::ALL {
             if mode == Mode::Harmonize && voice == Voice::Soprano {
                 continue;
             }
             ui.label(
-                RichText::new(format!("■ {}", voice.name())).color(VOICE_COLORS[voice.index()]),
+                RichText::new(title(voice))
+                    .color(VOICE_COLORS[voice.index()])
+                    .strong(),
             );
         }
         ui.label(

@@ -260,7 +260,8 @@ impl Edit {
 }
 
 /// Regenerates exactly the editable cells of `region` (and the tails of
-/// notes that start there), with the take around it as known context.
+/// notes that start there), with the take around it as known context; bars
+/// in `settings.kept` are left alone.
 /// Returns the edit, already applied to `composition`.
 pub fn regenerate(
     model: &ScoreModel,
@@ -268,10 +269,10 @@ pub fn regenerate(
     composition: &mut Composition,
     mode: Mode,
     region: Region,
-    kept: &BTreeSet<i64>,
     settings: &ComposeSettings,
     observer: &mut dyn Watcher,
 ) -> cantor_engine::Result<Edit> {
+    let kept = &settings.kept;
     let bars = take_bars(window, composition, mode);
     let whole = extent(&bars).ok_or_else(|| CantorError::input("the window is empty"))?;
     let first = bars.iter().position(|b| b.end() > region.start);
@@ -374,5 +375,165 @@ impl History {
 
     pub fn depths(&self) -> (usize, usize) {
         (self.undo.len(), self.redo.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::composer::harmonize;
+    use crate::window::{Bar, HeardNote};
+    use cantor_engine::{Device, KeyChoice, SamplerSettings, Unobserved};
+
+    fn model() -> ScoreModel {
+        cantor_engine::model::shipped::load(&Device::Cpu).unwrap()
+    }
+
+    /// Four bars of a hymn tune, heard and harmonized.
+    fn harmonized(model: &ScoreModel) -> (Window, Composition, ComposeSettings) {
+        let tune: [&[(u8, i64)]; 4] = [
+            &[(67, 4), (67, 4), (66, 4), (64, 4)],
+            &[(62, 4), (67, 4), (69, 4), (71, 4)],
+            &[(71, 4), (71, 4), (69, 4), (67, 4)],
+            &[(72, 4), (71, 4), (69, 8)],
+        ];
+        let mut window = Window::default();
+        for (i, notes) in tune.iter().enumerate() {
+            let start = 64 + 16 * i as i64;
+            let mut at = start;
+            let melody = notes
+                .iter()
+                .map(|&(pitch, len)| {
+                    let n = HeardNote {
+                        start: at,
+                        end: at + len,
+                        pitch,
+                        velocity: 90,
+                    };
+                    at += len;
+                    n
+                })
+                .collect();
+            window.bars.insert(
+                start,
+                Bar {
+                    start,
+                    length: 16,
+                    melody,
+                    dirty: true,
+                    heard: i as u64,
+                    adopted: false,
+                },
+            );
+        }
+        let settings = ComposeSettings {
+            sampler: SamplerSettings::from_defaults(&model.card.sampling),
+            key: KeyChoice::Free,
+            continue_bars: 2,
+            kept: BTreeSet::new(),
+        };
+        let mut composition = Composition::default();
+        harmonize(model, &window, &mut composition, &settings, &mut Unobserved).unwrap();
+        window.mark_all_dirty();
+        window.mark_clean(&[64, 80, 96, 112]);
+        (window, composition, settings)
+    }
+
+    fn cells(c: &Composition) -> Vec<(i64, Voice, CellToken)> {
+        (64..128)
+            .flat_map(|s| Voice::ALL.map(|v| (s, v)))
+            .filter_map(|(s, v)| generated(c, Mode::Harmonize, s, v).map(|t| (s, v, t)))
+            .collect()
+    }
+
+    #[test]
+    fn a_region_is_regenerated_alone_and_undo_redo_walk_the_takes() {
+        let model = model();
+        let (window, mut composition, mut settings) = harmonized(&model);
+        let original = composition.clone();
+        // Bars 2-3 of the tune, alto and tenor only.
+        let region = Region {
+            start: 80,
+            end: 112,
+            voices: [false, true, true, false],
+        };
+        let mut history = History::default();
+        let mut changed_any = false;
+        for seed in 1..4 {
+            settings.sampler.seed = seed;
+            let edit = regenerate(
+                &model,
+                &window,
+                &mut composition,
+                Mode::Harmonize,
+                region,
+                &settings,
+                &mut Unobserved,
+            )
+            .unwrap();
+            // Every change is inside the region, or continues a note that
+            // starts there (its tail into the next bar).
+            for c in &edit.changes {
+                assert!(
+                    region.contains(c.step, c.voice) || c.step >= 112,
+                    "{c:?} is outside the mask"
+                );
+            }
+            changed_any |= !edit.changes.is_empty();
+            history.push(edit);
+        }
+        assert!(changed_any, "three new variations changed nothing");
+        for (step, voice, token) in cells(&original) {
+            if !region.contains(step, voice) && step < 112 {
+                assert_eq!(
+                    generated(&composition, Mode::Harmonize, step, voice),
+                    Some(token)
+                );
+            }
+        }
+        let last = composition.clone();
+        while history.undo(&mut composition).is_some() {}
+        assert_eq!(composition, original);
+        assert_eq!(history.depths(), (0, 3));
+        while history.redo(&mut composition).is_some() {}
+        assert_eq!(composition, last);
+    }
+
+    #[test]
+    fn kept_bars_are_left_alone() {
+        let model = model();
+        let (mut window, mut composition, mut settings) = harmonized(&model);
+        let original = composition.clone();
+        settings.kept = [80, 96].into();
+        let region = Region {
+            start: 80,
+            end: 112,
+            voices: [false, true, true, true],
+        };
+        let err = regenerate(
+            &model,
+            &window,
+            &mut composition,
+            Mode::Harmonize,
+            region,
+            &settings,
+            &mut Unobserved,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("nothing to regenerate"), "{err}");
+        // A new variation of everything (the seed changed) spares them too.
+        window.mark_all_dirty();
+        settings.sampler.seed = 99;
+        harmonize(
+            &model,
+            &window,
+            &mut composition,
+            &settings,
+            &mut Unobserved,
+        )
+        .unwrap();
+        assert_eq!(composition.harmony[&80], original.harmony[&80]);
+        assert_eq!(composition.harmony[&96], original.harmony[&96]);
+        assert_ne!(composition.harmony[&64], original.harmony[&64]);
     }
 }

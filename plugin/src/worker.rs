@@ -350,7 +350,6 @@ impl WorkerState {
         let started = Instant::now();
         let snapshot = self.window.clone();
         let mut composition = self.composition.clone();
-        let kept = self.kept.clone();
         let mut observer = Watch::new(self);
         let result = regenerate(
             &model,
@@ -358,7 +357,6 @@ impl WorkerState {
             &mut composition,
             mode,
             region,
-            &kept,
             &settings,
             &mut observer,
         );

@@ -9,11 +9,15 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
+use clack_extensions::gui::{GuiSize, HostGui, HostGuiImpl};
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
 use clack_host::events::{EventFlags, EventHeader, Match};
 use clack_host::extensions::prelude::*;
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
+use clap_sys::ext::gui::{
+    clap_plugin_gui, clap_window, clap_window_handle, CLAP_EXT_GUI, CLAP_WINDOW_API_X11,
+};
 use clap_sys::ext::state::{clap_plugin_state, CLAP_EXT_STATE};
 
 /// Builds `target/bundled/Cantor.clap` (debug, allocation-checked) once per
@@ -63,10 +67,30 @@ impl<'a> SharedHandler<'a> for TestShared {
     }
 }
 
+/// The host side of the GUI extension: nice-plug's editor needs it. The
+/// test's window has a fixed size, so resize requests are declined.
+impl HostGuiImpl for TestShared {
+    fn resize_hints_changed(&self) {}
+    fn request_resize(&self, _new_size: GuiSize) -> Result<(), HostError> {
+        Err(HostError::Message("the test window has a fixed size"))
+    }
+    fn request_show(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn request_hide(&self) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn closed(&self, _was_destroyed: bool) {}
+}
+
 impl HostHandlers for TestHost {
     type Shared<'a> = TestShared;
     type MainThread<'a> = ();
     type AudioProcessor<'a> = ();
+
+    fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
+        builder.register::<HostGui>();
+    }
 }
 
 /// The CLAP state extension (clack-host 0.2 does not ship one).
@@ -76,6 +100,19 @@ struct StateExtension(RawExtension<PluginExtensionSide, clap_plugin_state>);
 // SAFETY: the identifier and the raw type are the CLAP state extension's.
 unsafe impl Extension for StateExtension {
     const IDENTIFIERS: &'static [&'static CStr] = &[CLAP_EXT_STATE];
+    type ExtensionSide = PluginExtensionSide;
+    unsafe fn from_raw(raw: RawExtension<Self::ExtensionSide>) -> Self {
+        // SAFETY: the host only calls this for the identifier above.
+        Self(unsafe { raw.cast() })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct GuiExtension(RawExtension<PluginExtensionSide, clap_plugin_gui>);
+
+// SAFETY: the identifier and the raw type are the CLAP GUI extension's.
+unsafe impl Extension for GuiExtension {
+    const IDENTIFIERS: &'static [&'static CStr] = &[CLAP_EXT_GUI];
     type ExtensionSide = PluginExtensionSide;
     unsafe fn from_raw(raw: RawExtension<Self::ExtensionSide>) -> Self {
         // SAFETY: the host only calls this for the identifier above.
@@ -221,6 +258,117 @@ impl Cantor {
         {
             self.instance.call_on_main_thread_callback();
         }
+    }
+
+    /// Opens the editor embedded in the X11 window `parent` at `scale`;
+    /// returns the size the editor asked for, in pixels.
+    pub fn open_editor(&mut self, parent: u64, scale: f64) -> (u32, u32) {
+        let ext: GuiExtension = self
+            .instance
+            .plugin_shared_handle()
+            .get_extension()
+            .expect("the plugin has a GUI");
+        let handle = self.instance.plugin_handle();
+        let gui = handle.use_extension(&ext.0);
+        let plugin = handle.as_raw();
+        let api = CLAP_WINDOW_API_X11.as_ptr();
+        // SAFETY: main-thread calls in the order the CLAP GUI extension
+        // prescribes, with pointers that outlive them.
+        unsafe {
+            assert!(gui.is_api_supported.expect("is_api_supported")(
+                plugin, api, false
+            ));
+            assert!(
+                gui.create.expect("create")(plugin, api, false),
+                "gui.create failed"
+            );
+            // Hosts may call set_scale; an X11 plugin may decline.
+            let _ = gui.set_scale.expect("set_scale")(plugin, scale);
+            let (mut w, mut h) = (0u32, 0u32);
+            assert!(gui.get_size.expect("get_size")(plugin, &mut w, &mut h));
+            let window = clap_window {
+                api,
+                specific: clap_window_handle { x11: parent as _ },
+            };
+            assert!(
+                gui.set_parent.expect("set_parent")(plugin, &window),
+                "gui.set_parent failed"
+            );
+            assert!(gui.show.expect("show")(plugin), "gui.show failed");
+            (w, h)
+        }
+    }
+
+    /// Closes the editor opened by [`Cantor::open_editor`].
+    pub fn close_editor(&mut self) {
+        let ext: GuiExtension = self
+            .instance
+            .plugin_shared_handle()
+            .get_extension()
+            .expect("the plugin has a GUI");
+        let handle = self.instance.plugin_handle();
+        let gui = handle.use_extension(&ext.0);
+        // SAFETY: main thread; the editor was created.
+        unsafe {
+            gui.hide.expect("hide")(handle.as_raw());
+            gui.destroy.expect("destroy")(handle.as_raw());
+        }
+    }
+
+    /// Plays `melody` ((beat on, beat off, key)) once from beat 0 over
+    /// `loop_beats` at `tempo` in 4/4, in blocks of `block` samples; returns
+    /// the plugin's output with sample positions relative to the pass start.
+    pub fn play_pass(
+        &mut self,
+        melody: &[(f64, f64, u16)],
+        loop_beats: f64,
+        tempo: f64,
+        block: u32,
+    ) -> Vec<OutNote> {
+        let beats_per_sample = tempo / 60.0 / self.sample_rate;
+        let total = (loop_beats / beats_per_sample).round() as u64;
+        let start = self.position;
+        let mut out = Vec::new();
+        let mut done = 0u64;
+        while done < total {
+            let frames = block.min((total - done) as u32);
+            let beat = done as f64 * beats_per_sample;
+            let end = (done + frames as u64) as f64 * beats_per_sample;
+            let mut notes = Vec::new();
+            for &(on, off, key) in melody {
+                for (at, is_on) in [(on, true), (off, false)] {
+                    // A note-off at the loop end is sent at its last sample.
+                    let at = if at >= loop_beats {
+                        loop_beats - beats_per_sample
+                    } else {
+                        at
+                    };
+                    if at >= beat && at < end {
+                        let offset = ((at - beat) / beats_per_sample)
+                            .round()
+                            .min(frames as f64 - 1.0) as u32;
+                        notes.push(InNote {
+                            offset,
+                            on: is_on,
+                            key,
+                        });
+                    }
+                }
+            }
+            let transport = Transport {
+                playing: true,
+                beat,
+                tempo,
+                numerator: 4,
+                denominator: 4,
+            };
+            out.extend(self.process(frames, &notes, Some(transport)));
+            done += frames as u64;
+        }
+        for n in &mut out {
+            n.sample -= start;
+        }
+        out
     }
 
     /// The plugin's saved state (processing is paused around the call).

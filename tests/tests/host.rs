@@ -38,43 +38,7 @@ fn playing(beat: f64) -> Transport {
 /// Plays the melody once from beat 0 in blocks of `block` samples; returns
 /// the plugin's output with sample positions relative to the pass start.
 fn pass(c: &mut Cantor, block: u32) -> Vec<OutNote> {
-    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
-    let total = (LOOP_BEATS / beats_per_sample).round() as u64;
-    let start = c.position;
-    let mut out = Vec::new();
-    let mut done = 0u64;
-    while done < total {
-        let frames = block.min((total - done) as u32);
-        let beat = done as f64 * beats_per_sample;
-        let end = (done + frames as u64) as f64 * beats_per_sample;
-        let mut notes = Vec::new();
-        for (on, off, key) in MELODY {
-            for (at, is_on) in [(on, true), (off, false)] {
-                // A note-off at the loop end is sent at its last sample.
-                let at = if at >= LOOP_BEATS {
-                    LOOP_BEATS - beats_per_sample
-                } else {
-                    at
-                };
-                if at >= beat && at < end {
-                    let offset = ((at - beat) / beats_per_sample)
-                        .round()
-                        .min(frames as f64 - 1.0) as u32;
-                    notes.push(InNote {
-                        offset,
-                        on: is_on,
-                        key,
-                    });
-                }
-            }
-        }
-        out.extend(c.process(frames, &notes, Some(playing(beat))));
-        done += frames as u64;
-    }
-    for n in &mut out {
-        n.sample -= start;
-    }
-    out
+    c.play_pass(&MELODY, LOOP_BEATS, TEMPO, block)
 }
 
 fn harmony(out: &[OutNote]) -> Vec<OutNote> {
