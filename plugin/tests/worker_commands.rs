@@ -1,0 +1,132 @@
+//! The editor's commands, through the real worker thread: a melody is fed
+//! in as the audio thread would, then masked bars are regenerated, undone,
+//! redone and kept, and a bad model file leaves the current model working.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cantor::params::CantorParams;
+use cantor::shared::{Command, Shared, Status};
+use cantor::take::Region;
+use cantor::window::Capture;
+use cantor::worker::{link, AudioLink, Worker};
+
+/// Four bars of quarter notes.
+const PITCHES: [u8; 16] = [
+    67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 69, 67, 72, 71, 69, 67,
+];
+
+fn feed(audio: &mut AudioLink) {
+    let mut push = |c: Capture| {
+        while audio.captures.push(c).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    for (i, p) in PITCHES.iter().enumerate() {
+        let beat = i as f64;
+        push(Capture::NoteOn {
+            beat,
+            pitch: *p,
+            velocity: 90,
+        });
+        for q in 1..=4 {
+            let b = beat + q as f64 * 0.25;
+            if q == 4 {
+                push(Capture::NoteOff { beat: b, pitch: *p });
+            }
+            push(Capture::Playhead {
+                beat: b,
+                playing: true,
+                bar_start_beat: (b / 4.0).floor() * 4.0,
+                bar_beats: 4.0,
+            });
+        }
+    }
+}
+
+fn wait_for(shared: &Shared, what: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let started = Instant::now();
+    loop {
+        let s = shared.status();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn masked_bars_are_regenerated_undone_redone_and_kept() {
+    let params = Arc::new(CantorParams::default());
+    let shared = Arc::new(Shared::default());
+    let (mut audio, worker_end) = link();
+    let _worker = Worker::spawn(worker_end, params, shared.clone());
+    feed(&mut audio);
+    let first = wait_for(&shared, "the harmony of four bars", |s| {
+        s.composition.harmony.len() == 4 && s.progress.is_none() && !s.window.any_dirty()
+    });
+    let bars: Vec<i64> = first.composition.harmony.keys().copied().collect();
+    assert_eq!(bars, vec![0, 16, 32, 48]);
+
+    // Bars 2-3, alto and tenor.
+    let region = Region {
+        start: 16,
+        end: 48,
+        voices: [false, true, true, false],
+    };
+    shared.send(Command::Regenerate(region));
+    let regenerated = wait_for(&shared, "the regeneration", |s| s.undo == 1);
+    assert_eq!(regenerated.mask, Some(region));
+    let (before, after) = (&first.composition.harmony, &regenerated.composition.harmony);
+    assert_eq!(before[&0], after[&0], "bar 1 is outside the mask");
+    for step in 16..48usize {
+        let (b, a) = (
+            before[&((step / 16 * 16) as i64)][step % 16],
+            after[&((step / 16 * 16) as i64)][step % 16],
+        );
+        assert_eq!(b[3], a[3], "the bass was not masked (step {step})");
+    }
+
+    shared.send(Command::Undo);
+    let undone = wait_for(&shared, "undo", |s| s.undo == 0 && s.redo == 1);
+    assert_eq!(undone.composition, first.composition);
+    shared.send(Command::Redo);
+    let redone = wait_for(&shared, "redo", |s| s.undo == 1 && s.redo == 0);
+    assert_eq!(redone.composition, regenerated.composition);
+
+    // A bad model file: a message, and the shipped model goes on working.
+    shared.send(Command::LoadModel("/nonexistent/cantor.safetensors".into()));
+    let failed = wait_for(&shared, "the load error", |s| s.error.is_some());
+    let error = failed.error.unwrap();
+    assert!(error.contains("/nonexistent/cantor"), "{error}");
+    assert_eq!(failed.model, first.model);
+
+    // Kept bars survive regenerating everything; the others are recomposed.
+    shared.send(Command::Keep(region, true));
+    wait_for(&shared, "the keep", |s| s.kept.len() == 2);
+    let generations = shared.status().generations;
+    shared.send(Command::RegenerateAll);
+    let all = wait_for(&shared, "regenerate all", |s| {
+        s.generations > generations && s.progress.is_none() && !s.window.any_dirty()
+    });
+    assert_eq!(
+        all.composition.harmony[&16],
+        redone.composition.harmony[&16]
+    );
+    assert_eq!(
+        all.composition.harmony[&32],
+        redone.composition.harmony[&32]
+    );
+    // Masking kept bars regenerates nothing and says why.
+    shared.send(Command::Regenerate(region));
+    let refused = wait_for(&shared, "the refusal", |s| {
+        s.error
+            .as_deref()
+            .is_some_and(|e| e.contains("nothing to regenerate"))
+    });
+    assert_eq!(refused.undo, 1);
+}
