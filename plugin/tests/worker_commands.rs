@@ -129,4 +129,38 @@ fn masked_bars_are_regenerated_undone_redone_and_kept() {
             .is_some_and(|e| e.contains("nothing to regenerate"))
     });
     assert_eq!(refused.undo, 1);
+
+    // Cancel stops a regeneration under way and keeps what was there.
+    shared.send(Command::Keep(region, false));
+    wait_for(&shared, "the release", |s| s.kept.is_empty());
+    let mut cancelled = false;
+    for _ in 0..5 {
+        let before = shared.status();
+        shared.send(Command::Regenerate(region));
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            let s = shared.status();
+            if s.progress.is_some() {
+                shared
+                    .cancel
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                break;
+            }
+            if s.undo > before.undo {
+                break; // finished before we saw it running
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let after = wait_for(&shared, "the regeneration to stop", |s| {
+            s.progress.is_none() && (s.cancelled > before.cancelled || s.undo > before.undo)
+        });
+        if after.cancelled > before.cancelled {
+            assert_eq!(after.message.as_deref(), Some("cancelled"));
+            assert_eq!(after.undo, before.undo);
+            assert_eq!(after.composition, before.composition);
+            cancelled = true;
+            break;
+        }
+    }
+    assert!(cancelled, "no regeneration could be cancelled");
 }
