@@ -3,22 +3,20 @@
 //! thread aborts the test), loads it with clack-host, and plays blocks of
 //! notes with a transport through `process()`.
 
-use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-use clack_extensions::gui::{GuiSize, HostGui, HostGuiImpl};
+use clack_extensions::gui::{
+    GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window,
+};
+use clack_extensions::state::PluginState;
 use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
 use clack_host::events::{EventFlags, EventHeader, Match};
 use clack_host::extensions::prelude::*;
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
-use clap_sys::ext::gui::{
-    clap_plugin_gui, clap_window, clap_window_handle, CLAP_EXT_GUI, CLAP_WINDOW_API_X11,
-};
-use clap_sys::ext::state::{clap_plugin_state, CLAP_EXT_STATE};
 
 /// Builds `target/bundled/Cantor.clap` (debug, allocation-checked) once per
 /// test binary.
@@ -90,33 +88,6 @@ impl HostHandlers for TestHost {
 
     fn declare_extensions(builder: &mut HostExtensions<Self>, _shared: &Self::Shared<'_>) {
         builder.register::<HostGui>();
-    }
-}
-
-/// The CLAP state extension (clack-host 0.2 does not ship one).
-#[derive(Copy, Clone)]
-struct StateExtension(RawExtension<PluginExtensionSide, clap_plugin_state>);
-
-// SAFETY: the identifier and the raw type are the CLAP state extension's.
-unsafe impl Extension for StateExtension {
-    const IDENTIFIERS: &'static [&'static CStr] = &[CLAP_EXT_STATE];
-    type ExtensionSide = PluginExtensionSide;
-    unsafe fn from_raw(raw: RawExtension<Self::ExtensionSide>) -> Self {
-        // SAFETY: the host only calls this for the identifier above.
-        Self(unsafe { raw.cast() })
-    }
-}
-
-#[derive(Clone, Copy)]
-struct GuiExtension(RawExtension<PluginExtensionSide, clap_plugin_gui>);
-
-// SAFETY: the identifier and the raw type are the CLAP GUI extension's.
-unsafe impl Extension for GuiExtension {
-    const IDENTIFIERS: &'static [&'static CStr] = &[CLAP_EXT_GUI];
-    type ExtensionSide = PluginExtensionSide;
-    unsafe fn from_raw(raw: RawExtension<Self::ExtensionSide>) -> Self {
-        // SAFETY: the host only calls this for the identifier above.
-        Self(unsafe { raw.cast() })
     }
 }
 
@@ -263,56 +234,38 @@ impl Cantor {
     /// Opens the editor embedded in the X11 window `parent` at `scale`;
     /// returns the size the editor asked for, in pixels.
     pub fn open_editor(&mut self, parent: u64, scale: f64) -> (u32, u32) {
-        let ext: GuiExtension = self
+        let gui: PluginGui = self
             .instance
             .plugin_shared_handle()
             .get_extension()
             .expect("the plugin has a GUI");
         let handle = self.instance.plugin_handle();
-        let gui = handle.use_extension(&ext.0);
-        let plugin = handle.as_raw();
-        let api = CLAP_WINDOW_API_X11.as_ptr();
-        // SAFETY: main-thread calls in the order the CLAP GUI extension
-        // prescribes, with pointers that outlive them.
-        unsafe {
-            assert!(gui.is_api_supported.expect("is_api_supported")(
-                plugin, api, false
-            ));
-            assert!(
-                gui.create.expect("create")(plugin, api, false),
-                "gui.create failed"
-            );
-            // Hosts may call set_scale; an X11 plugin may decline.
-            let _ = gui.set_scale.expect("set_scale")(plugin, scale);
-            let (mut w, mut h) = (0u32, 0u32);
-            assert!(gui.get_size.expect("get_size")(plugin, &mut w, &mut h));
-            let window = clap_window {
-                api,
-                specific: clap_window_handle { x11: parent as _ },
-            };
-            assert!(
-                gui.set_parent.expect("set_parent")(plugin, &window),
-                "gui.set_parent failed"
-            );
-            assert!(gui.show.expect("show")(plugin), "gui.show failed");
-            (w, h)
-        }
+        let embedded = GuiConfiguration {
+            api_type: GuiApiType::X11,
+            is_floating: false,
+        };
+        assert!(gui.is_api_supported(&handle, embedded));
+        gui.create(&handle, embedded).expect("gui.create");
+        // Hosts may call set_scale; an X11 plugin may decline it.
+        let _ = gui.set_scale(&handle, scale);
+        let size = gui.get_size(&handle).expect("gui.get_size");
+        // SAFETY: the window stays open until the editor is destroyed.
+        unsafe { gui.set_parent(&handle, Window::from_x11_handle(parent as _)) }
+            .expect("gui.set_parent");
+        gui.show(&handle).expect("gui.show");
+        (size.width, size.height)
     }
 
     /// Closes the editor opened by [`Cantor::open_editor`].
     pub fn close_editor(&mut self) {
-        let ext: GuiExtension = self
+        let gui: PluginGui = self
             .instance
             .plugin_shared_handle()
             .get_extension()
             .expect("the plugin has a GUI");
         let handle = self.instance.plugin_handle();
-        let gui = handle.use_extension(&ext.0);
-        // SAFETY: main thread; the editor was created.
-        unsafe {
-            gui.hide.expect("hide")(handle.as_raw());
-            gui.destroy.expect("destroy")(handle.as_raw());
-        }
+        gui.hide(&handle).expect("gui.hide");
+        gui.destroy(&handle);
     }
 
     /// Plays `melody` ((beat on, beat off, key)) once from beat 0 over
@@ -371,41 +324,31 @@ impl Cantor {
         out
     }
 
-    /// The plugin's saved state (processing is paused around the call).
+    /// The plugin's saved state.
     pub fn save_state(&mut self) -> Vec<u8> {
         self.main_thread_callbacks();
-        let ext: StateExtension = self
+        let state: PluginState = self
             .instance
             .plugin_shared_handle()
             .get_extension()
             .expect("state extension");
         let mut bytes = Vec::new();
-        let handle = self.instance.plugin_handle();
-        let raw = handle.use_extension(&ext.0);
-        let mut stream = clack_host::stream::OutputStream::from_writer(&mut bytes);
-        // SAFETY: called on the main thread with a valid stream.
-        let ok = raw
-            .save
-            .is_some_and(|save| unsafe { save(handle.as_raw(), stream.as_raw_mut()) });
-        assert!(ok, "state save failed");
+        state
+            .save(&self.instance.plugin_handle(), &mut bytes)
+            .expect("state save");
         bytes
     }
 
     pub fn load_state(&mut self, bytes: &[u8]) {
-        let ext: StateExtension = self
+        let state: PluginState = self
             .instance
             .plugin_shared_handle()
             .get_extension()
             .expect("state extension");
-        let handle = self.instance.plugin_handle();
-        let raw = handle.use_extension(&ext.0);
         let mut reader = bytes;
-        let mut stream = clack_host::stream::InputStream::from_reader(&mut reader);
-        // SAFETY: called on the main thread with a valid stream.
-        let ok = raw
-            .load
-            .is_some_and(|load| unsafe { load(handle.as_raw(), stream.as_raw_mut()) });
-        assert!(ok, "state load failed");
+        state
+            .load(&self.instance.plugin_handle(), &mut reader)
+            .expect("state load");
         self.main_thread_callbacks();
     }
 
