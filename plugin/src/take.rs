@@ -19,7 +19,7 @@ use crate::composer::{
     melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
 };
 use crate::params::Mode;
-use crate::window::Window;
+use crate::window::{Bar, HeardNote, Window};
 
 /// Cells the musician masked: steps `start..end` of the chosen voices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,6 +337,58 @@ pub fn regenerate(
     Ok(edit)
 }
 
+/// Copies the answer into the window as new input: its soprano notes
+/// become heard bars (marked adopted, so a silent pass leaves them) and its
+/// alto, tenor and bass their harmony; the answer is gone. Returns the bars
+/// adopted, or `None` when there is no answer. The window keeps at least
+/// those bars.
+pub fn adopt_answer(
+    window: &mut Window,
+    composition: &mut Composition,
+    max_bars: usize,
+) -> Option<usize> {
+    let (start, cells) = composition.answer.clone()?;
+    let bars = take_bars(window, composition, Mode::Continue);
+    let mut score = Score::new(cells.len());
+    for (t, cell) in cells.iter().enumerate() {
+        for v in Voice::ALL {
+            score.set(t, v, cell[v.index()].into());
+        }
+    }
+    score.normalize();
+    let soprano = score.voice_notes(Voice::Soprano);
+    let mut adopted = Vec::new();
+    for bar in bars.iter().filter(|b| b.answer) {
+        let from = (bar.start - start) as usize;
+        let to = (bar.end() - start) as usize;
+        let melody = soprano
+            .iter()
+            .filter(|n| (from..to).contains(&n.start))
+            .map(|n| HeardNote {
+                start: start + n.start as i64,
+                end: start + n.end() as i64,
+                pitch: n.pitch,
+                velocity: n.velocity,
+            })
+            .collect();
+        adopted.push(Bar {
+            start: bar.start,
+            length: bar.length,
+            melody,
+            dirty: false,
+            heard: 0,
+            adopted: true,
+        });
+        composition
+            .harmony
+            .insert(bar.start, cells[from..to].to_vec());
+    }
+    let count = adopted.len();
+    window.adopt(adopted, max_bars.max(count));
+    composition.answer = None;
+    Some(count)
+}
+
 /// Regenerations that can be undone and redone.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -382,7 +434,6 @@ impl History {
 mod tests {
     use super::*;
     use crate::composer::harmonize;
-    use crate::window::{Bar, HeardNote};
     use cantor_engine::{Device, KeyChoice, SamplerSettings, Unobserved};
 
     fn model() -> ScoreModel {
@@ -535,5 +586,59 @@ mod tests {
         assert_eq!(composition.harmony[&80], original.harmony[&80]);
         assert_eq!(composition.harmony[&96], original.harmony[&96]);
         assert_ne!(composition.harmony[&64], original.harmony[&64]);
+    }
+
+    #[test]
+    fn an_adopted_answer_becomes_heard_bars_with_their_harmony() {
+        let mut window = Window::default();
+        let mut composition = Composition::default();
+        assert_eq!(adopt_answer(&mut window, &mut composition, 8), None);
+        // Two bars after a heard bar at 0: a whole note, then two halves.
+        window.bars.insert(
+            0,
+            Bar {
+                start: 0,
+                length: 16,
+                melody: vec![],
+                dirty: false,
+                heard: 1,
+                adopted: false,
+            },
+        );
+        let mut cells = vec![[CellToken::Hold; 4]; 32];
+        cells[0] = [
+            CellToken::Pitch(72),
+            CellToken::Pitch(67),
+            CellToken::Pitch(64),
+            CellToken::Pitch(48),
+        ];
+        cells[16] = [
+            CellToken::Pitch(71),
+            CellToken::Pitch(67),
+            CellToken::Pitch(62),
+            CellToken::Pitch(55),
+        ];
+        cells[24][0] = CellToken::Pitch(72);
+        composition.answer = Some((16, cells.clone()));
+        assert_eq!(adopt_answer(&mut window, &mut composition, 8), Some(2));
+        assert_eq!(composition.answer, None);
+        assert_eq!(
+            window.bars.keys().copied().collect::<Vec<_>>(),
+            vec![0, 16, 32]
+        );
+        let bar = &window.bars[&32];
+        assert!(bar.adopted && !bar.dirty);
+        let pitches: Vec<(i64, i64, u8)> = bar
+            .melody
+            .iter()
+            .map(|n| (n.start, n.end, n.pitch))
+            .collect();
+        assert_eq!(pitches, vec![(32, 40, 71), (40, 48, 72)]);
+        assert_eq!(window.bars[&16].melody[0].pitch, 72);
+        assert_eq!(composition.harmony[&32], cells[16..32].to_vec());
+        assert_eq!(
+            generated(&composition, Mode::Harmonize, 16, Voice::Bass),
+            Some(CellToken::Pitch(48))
+        );
     }
 }

@@ -451,4 +451,34 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn an_adopted_bar_survives_a_silent_pass_but_not_a_played_one() {
+        let mut w = Window::default();
+        let note = HeardNote {
+            start: 0,
+            end: 16,
+            pitch: 72,
+            velocity: 90,
+        };
+        w.adopt(
+            vec![Bar {
+                start: 0,
+                length: 16,
+                melody: vec![note],
+                dirty: false,
+                heard: 0,
+                adopted: true,
+            }],
+            8,
+        );
+        assert!(!play(&mut w, &[], 0.0, 4.25));
+        assert_eq!(w.bars[&0].melody, vec![note]);
+        let played = [(0.0, 2.0, 74), (2.0, 4.0, 76)];
+        // The loop comes back to bar 0 with notes in it.
+        assert!(play(&mut w, &played, 0.0, 4.25));
+        let bar = &w.bars[&0];
+        assert_eq!(bar.melody.len(), 2);
+        assert!(bar.dirty && !bar.adopted);
+    }
 }

@@ -24,7 +24,7 @@ use crate::params::{CantorParams, Mode, Session};
 use crate::playback::Schedule;
 pub use crate::shared::{Annealing, Command, Shared, Status};
 use crate::take::{regenerate, take_bars, History, Region};
-use crate::window::{Bar, Capture, HeardNote, Window};
+use crate::window::{Capture, Window};
 
 /// Capture messages the queue holds; a flood beyond this is dropped by the
 /// audio thread (the window keeps what it had).
@@ -291,50 +291,16 @@ impl WorkerState {
     /// The answer becomes input: its soprano notes become heard bars and its
     /// alto, tenor and bass their harmony, so the next phrase goes on from it.
     fn adopt_answer(&mut self) {
-        let Some((start, cells)) = self.composition.answer.clone() else {
-            status!(self).error = Some("there is no answer to copy into the window".into());
-            return;
-        };
-        let bars = take_bars(&self.window, &self.composition, Mode::Continue);
-        let mut score = cantor_engine::Score::new(cells.len());
-        for (t, cell) in cells.iter().enumerate() {
-            for v in Voice::ALL {
-                score.set(t, v, cell[v.index()].into());
+        let max_bars = self.params.window_bars.value().max(1) as usize;
+        match crate::take::adopt_answer(&mut self.window, &mut self.composition, max_bars) {
+            Some(bars) => {
+                status!(self).message = Some(format!(
+                    "the answer's {bars} bars are now part of the window"
+                ));
+                self.publish();
             }
+            None => status!(self).error = Some("there is no answer to copy into the window".into()),
         }
-        score.normalize();
-        let mut adopted = Vec::new();
-        for bar in bars.iter().filter(|b| b.answer) {
-            let from = (bar.start - start) as usize;
-            let to = (bar.end() - start) as usize;
-            let melody = score
-                .voice_notes(Voice::Soprano)
-                .into_iter()
-                .filter(|n| (from..to).contains(&n.start))
-                .map(|n| HeardNote {
-                    start: start + n.start as i64,
-                    end: start + n.end().min(to) as i64,
-                    pitch: n.pitch,
-                    velocity: n.velocity,
-                })
-                .collect();
-            adopted.push(Bar {
-                start: bar.start,
-                length: bar.length,
-                melody,
-                dirty: false,
-                heard: 0,
-                adopted: true,
-            });
-            self.composition
-                .harmony
-                .insert(bar.start, cells[from..to].to_vec());
-        }
-        let max_bars = (self.params.window_bars.value().max(1) as usize).max(adopted.len());
-        self.window.adopt(adopted, max_bars);
-        self.composition.answer = None;
-        status!(self).message = Some("the answer is now part of the window".into());
-        self.publish();
     }
 
     /// Regenerates exactly the masked cells; the edit can be undone.

@@ -151,3 +151,19 @@ fn a_click_masks_one_bar_without_regenerating() {
         })]
     );
 }
+
+#[test]
+fn export_writes_the_take_as_a_midi_file_with_the_hosts_tempo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("take.mid");
+    let message = cantor::editor::export(&status(Mode::Harmonize), &path, Some(90.0)).unwrap();
+    assert!(message.contains("6 bars"), "{message}");
+    let score =
+        cantor_engine::io::midi::read_midi(&path, cantor_engine::io::VoiceLayout::Auto).unwrap();
+    assert_eq!(score.len(), 96);
+    assert_eq!(score.tempos()[0], (0, 666_667));
+    // Each bar: the heard melody note and the three composed voices.
+    assert_eq!(score.notes().len(), 6 * 4);
+    let empty = cantor::editor::export(&Status::default(), &path, None).unwrap_err();
+    assert!(empty.contains("empty"), "{empty}");
+}
