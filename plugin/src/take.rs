@@ -244,7 +244,9 @@ pub struct Edit {
 }
 
 impl Edit {
-    fn apply(&self, composition: &mut Composition, forward: bool) {
+    /// Writes the edit's cells (`forward`) or puts the old ones back, except
+    /// where a cell was recomposed since.
+    pub(crate) fn apply(&self, composition: &mut Composition, forward: bool) {
         for c in &self.changes {
             let (from, to) = if forward {
                 (c.before, c.after)

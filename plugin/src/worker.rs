@@ -269,6 +269,15 @@ impl WorkerState {
         }
     }
 
+    /// Ends a composition's report (no progress, no annealing) and says how
+    /// long it took, in milliseconds.
+    fn finished(&self, started: Instant) -> (std::sync::MutexGuard<'_, Status>, f64) {
+        let mut status = status!(self);
+        status.progress = None;
+        status.annealing = None;
+        (status, started.elapsed().as_secs_f64() * 1e3)
+    }
+
     /// Everything not kept is composed again.
     fn regenerate_all(&mut self) {
         self.window.mark_all_dirty();
@@ -328,10 +337,7 @@ impl WorkerState {
         );
         let user_cancel = observer.user_cancel;
         self.model = Some(model);
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut status = status!(self);
-        status.progress = None;
-        status.annealing = None;
+        let (mut status, ms) = self.finished(started);
         match result {
             Ok(edit) => {
                 status.generations += 1;
@@ -343,13 +349,7 @@ impl WorkerState {
                 ));
                 drop(status);
                 // Keep what arrived meanwhile: only the edit's cells change.
-                let mut live = self.composition.clone();
-                for c in &edit.changes {
-                    if crate::take::generated(&live, mode, c.step, c.voice) == Some(c.before) {
-                        set_cell(&mut live, mode, c.step, c.voice, c.after);
-                    }
-                }
-                self.composition = live;
+                edit.apply(&mut self.composition, true);
                 self.history.push(edit);
                 self.publish();
             }
@@ -500,10 +500,7 @@ impl WorkerState {
         };
         let user_cancel = observer.user_cancel;
         self.model = Some(model);
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut status = status!(self);
-        status.progress = None;
-        status.annealing = None;
+        let (mut status, ms) = self.finished(started);
         match result {
             Ok(()) => {
                 status.generations += 1;
@@ -617,16 +614,6 @@ impl WorkerState {
             }
         }
     }
-}
-
-fn set_cell(
-    composition: &mut Composition,
-    mode: Mode,
-    step: i64,
-    voice: Voice,
-    token: crate::composer::CellToken,
-) {
-    crate::take::set_generated(composition, mode, step, voice, token);
 }
 
 /// Observes a composition: reports progress (and the annealing, while the
