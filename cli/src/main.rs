@@ -83,6 +83,11 @@ struct Common {
     /// 1 = the model's own distribution; lower is more conservative.
     #[arg(long)]
     temperature: Option<f32>,
+    /// Weight of the voice-leading rules (parallels, crossings, range,
+    /// chords) in nats per fault; 0 = the network alone. Default from the
+    /// model card.
+    #[arg(long)]
+    rules: Option<f32>,
     /// Constrain to a key: `none`, `auto` (from the given notes), or e.g.
     /// `G major`, `f# minor`.
     #[arg(long, default_value = "none")]
@@ -194,6 +199,7 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             steps_per_level: common.steps,
             step_size: common.step_size,
             temperature: common.temperature,
+            rules: common.rules,
         });
     s.kind = SamplerKind::parse(&common.sampler)?;
     s.seed = common.seed;

@@ -71,6 +71,10 @@ pub struct SamplingDefaults {
     pub steps_per_level: usize,
     pub step_size: f32,
     pub temperature: f32,
+    /// Weight of the voice-leading rules (see [`crate::rules`]); cards
+    /// written before they existed have none.
+    #[serde(default)]
+    pub rules: f32,
 }
 
 impl Default for SamplingDefaults {
@@ -80,6 +84,7 @@ impl Default for SamplingDefaults {
             steps_per_level: 1,
             step_size: 0.5,
             temperature: 1.0,
+            rules: 0.0,
         }
     }
 }

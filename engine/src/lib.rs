@@ -17,6 +17,7 @@ pub mod mask;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod rules;
 pub mod sampler;
 pub mod task;
 pub mod vocab;

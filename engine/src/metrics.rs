@@ -98,14 +98,9 @@ impl Tally {
             }
         }
         for step in (0..score.len()).step_by(STEPS_PER_QUARTER) {
-            let row = sounding[step];
-            if row.iter().all(Option::is_some) {
+            if let Some(chord) = full_chord(&sounding[step]) {
                 t.full_beats += 1;
-                let mut pcs = [false; 12];
-                for p in row.iter().flatten() {
-                    pcs[(p % 12) as usize] = true;
-                }
-                if is_triad_or_seventh(&pcs) {
+                if chord {
                     t.chord_beats += 1;
                 }
             }
@@ -139,41 +134,11 @@ impl Tally {
             }
         }
         for pair in sonorities.windows(2) {
-            let (before, after) = (pair[0], pair[1]);
-            for i in 0..VOICES {
-                for j in i + 1..VOICES {
-                    let (Some(a0), Some(b0), Some(a1), Some(b1)) =
-                        (before[i], before[j], after[i], after[j])
-                    else {
-                        continue;
-                    };
-                    let (da, db) = (a1 as i32 - a0 as i32, b1 as i32 - b0 as i32);
-                    if da == 0 || db == 0 || da.signum() != db.signum() {
-                        continue;
-                    }
-                    let (i0, i1) = (
-                        (a0 as i32 - b0 as i32).rem_euclid(12),
-                        (a1 as i32 - b1 as i32).rem_euclid(12),
-                    );
-                    if i0 == 7 && i1 == 7 {
-                        self.parallel_fifths += 1;
-                    } else if i0 == 0 && i1 == 0 {
-                        self.parallel_octaves += 1;
-                    }
-                }
-            }
-            for i in 0..VOICES - 1 {
-                let crossed = |row: [Option<u8>; VOICES]| matches!((row[i], row[i + 1]), (Some(a), Some(b)) if a < b);
-                if crossed(after) && !crossed(before) {
-                    self.voice_crossings += 1;
-                }
-            }
-            for i in 0..2 {
-                let wide = |row: [Option<u8>; VOICES]| matches!((row[i], row[i + 1]), (Some(a), Some(b)) if a as i32 - b as i32 > 12);
-                if wide(after) && !wide(before) {
-                    self.wide_spacings += 1;
-                }
-            }
+            let m = Motion::between(&pair[0], &pair[1]);
+            self.parallel_fifths += m.parallel_fifths;
+            self.parallel_octaves += m.parallel_octaves;
+            self.voice_crossings += m.crossings;
+            self.wide_spacings += m.wide_spacings;
         }
         if let Some(first) = sonorities.first() {
             // A piece may begin crossed or widely spaced.
@@ -236,6 +201,70 @@ impl Tally {
                 .then(|| self.matching_cells as f64 / self.compared_cells as f64),
         }
     }
+}
+
+/// What happens between two consecutive sonorities (rows of sounding
+/// pitches, soprano first): the counts [`Tally`] adds up, and the energy the
+/// voice-leading rules of [`crate::rules`] charge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Motion {
+    pub parallel_fifths: usize,
+    pub parallel_octaves: usize,
+    /// Adjacent voices that cross here (and did not before).
+    pub crossings: usize,
+    /// Soprano–alto or alto–tenor gaps that open past an octave here.
+    pub wide_spacings: usize,
+}
+
+impl Motion {
+    pub fn between(before: &[Option<u8>; VOICES], after: &[Option<u8>; VOICES]) -> Motion {
+        let mut m = Motion::default();
+        for i in 0..VOICES {
+            for j in i + 1..VOICES {
+                let (Some(a0), Some(b0), Some(a1), Some(b1)) =
+                    (before[i], before[j], after[i], after[j])
+                else {
+                    continue;
+                };
+                let (da, db) = (a1 as i32 - a0 as i32, b1 as i32 - b0 as i32);
+                if da == 0 || db == 0 || da.signum() != db.signum() {
+                    continue;
+                }
+                let (i0, i1) = (
+                    (a0 as i32 - b0 as i32).rem_euclid(12),
+                    (a1 as i32 - b1 as i32).rem_euclid(12),
+                );
+                if i0 == 7 && i1 == 7 {
+                    m.parallel_fifths += 1;
+                } else if i0 == 0 && i1 == 0 {
+                    m.parallel_octaves += 1;
+                }
+            }
+        }
+        for i in 0..VOICES - 1 {
+            let crossed = |row: &[Option<u8>; VOICES]| matches!((row[i], row[i + 1]), (Some(a), Some(b)) if a < b);
+            if crossed(after) && !crossed(before) {
+                m.crossings += 1;
+            }
+        }
+        for i in 0..2 {
+            let wide = |row: &[Option<u8>; VOICES]| matches!((row[i], row[i + 1]), (Some(a), Some(b)) if a as i32 - b as i32 > 12);
+            if wide(after) && !wide(before) {
+                m.wide_spacings += 1;
+            }
+        }
+        m
+    }
+}
+
+/// Whether all four voices sound in `row` and form a triad or seventh chord
+/// ([`is_triad_or_seventh`]); `None` when some voice is silent.
+pub fn full_chord(row: &[Option<u8>; VOICES]) -> Option<bool> {
+    let mut pcs = [false; 12];
+    for p in row {
+        pcs[(((*p)?) % 12) as usize] = true;
+    }
+    Some(is_triad_or_seventh(&pcs))
 }
 
 /// Σ min(pᵢ, qᵢ) of the two histograms after normalising each to sum 1.

@@ -34,6 +34,7 @@ use crate::grid::{Score, Token, Voice, VOICES};
 use crate::mask::Mask;
 use crate::model::ScoreModel;
 use crate::network::{conditioning, known_channels, one_hot};
+use crate::rules::Voicing;
 use crate::vocab::{Vocabulary, HOLD_INDEX, SPECIAL_TOKENS};
 
 /// Logit added to forbidden tokens: far below any real logit, finite so that
@@ -134,6 +135,9 @@ pub struct SamplerSettings {
     /// Scales the injected noise's variance (Langevin) or sharpens the
     /// conditionals as p^(1/τ) (Gibbs). 1 is the model's own distribution.
     pub temperature: f32,
+    /// Weight λ of the voice-leading rules ([`crate::rules`]) in nats per
+    /// fault; 0 leaves the network's choices alone.
+    pub rules: f32,
     pub seed: u64,
 }
 
@@ -145,6 +149,7 @@ impl SamplerSettings {
             steps_per_level: defaults.steps_per_level,
             step_size: defaults.step_size,
             temperature: defaults.temperature,
+            rules: defaults.rules,
             seed: 0,
         }
     }
@@ -163,6 +168,9 @@ impl SamplerSettings {
         }
         if let Some(v) = overrides.temperature {
             self.temperature = v;
+        }
+        if let Some(v) = overrides.rules {
+            self.rules = v;
         }
         self
     }
@@ -193,6 +201,12 @@ impl SamplerSettings {
                 self.temperature
             )));
         }
+        if !(self.rules >= 0.0 && self.rules.is_finite()) {
+            return Err(CantorError::input(format!(
+                "rules weight {} must be zero or positive",
+                self.rules
+            )));
+        }
         Ok(())
     }
 }
@@ -204,6 +218,7 @@ pub struct SettingsOverrides {
     pub steps_per_level: Option<usize>,
     pub step_size: Option<f32>,
     pub temperature: Option<f32>,
+    pub rules: Option<f32>,
 }
 
 /// Progress report after each noise level (Langevin) or Gibbs step.
@@ -453,6 +468,7 @@ impl<'a> Run<'a> {
                 // η must be large enough to shed the excess noise in one step.
                 let eta = s.step_size.max(1.0 - next / sigma) as f64;
                 let d = self.denoise(&x, sigma)?;
+                let d = self.guide(d)?;
                 let keep = (1.0 - eta) * sigma as f64;
                 let noise = (tau * (next as f64 * next as f64 - keep * keep).max(0.0)).sqrt();
                 x = ((&x * (1.0 - eta))? + (&d * eta)? + (self.gaussian()? * noise)?)?;
@@ -463,6 +479,7 @@ impl<'a> Run<'a> {
                 let mut last = None;
                 for _ in 0..s.steps_per_level {
                     let d = self.denoise(&x, sigma)?;
+                    let d = self.guide(d)?;
                     let score = ((&d - &x)? / (sigma as f64).powi(2))?;
                     x = ((&x + (score * (alpha / 2.0))?)?
                         + (self.gaussian()? * (alpha * tau).sqrt())?)?;
@@ -506,10 +523,15 @@ impl<'a> Run<'a> {
             .flat_map(|t| Voice::ALL.map(move |v| (t, v)))
             .filter(|(t, v)| self.problem.mask.is_free(*t, *v))
             .collect();
-        let mut current = self.problem.score.clone();
-        if free_cells.is_empty() {
-            return Ok(current);
+        let mut start = self.problem.score.clone();
+        for &(t, v) in &free_cells {
+            start.set(t, v, Token::Rest);
         }
+        let mut current = Voicing::new(start);
+        if free_cells.is_empty() {
+            return Ok(current.into_score());
+        }
+        let mut penalties = Vec::new();
         for n in 0..total {
             // Coconet's annealed block size: everything at first, then a
             // shrinking fraction, never less than BLOCK_MIN.
@@ -529,7 +551,7 @@ impl<'a> Run<'a> {
                 let (t, v) = free_cells[self.rng.random_range(0..free_cells.len())];
                 block.set_free(t, v, true);
             }
-            let cond = conditioning(&current, &block, &vocab);
+            let cond = conditioning(current.score(), &block, &vocab);
             let width = cond.len() / self.steps;
             let cond = Tensor::from_vec(cond, (1, self.steps, width), &self.device)?;
             let known = Tensor::from_vec(
@@ -538,7 +560,7 @@ impl<'a> Run<'a> {
                 &self.device,
             )?;
             let values = (Tensor::from_vec(
-                one_hot(&current, &vocab),
+                one_hot(current.score(), &vocab),
                 (1, self.steps, self.channels),
                 &self.device,
             )? * &known)?;
@@ -562,34 +584,69 @@ impl<'a> Run<'a> {
                     let row = &probs[t * self.channels..(t + 1) * self.channels];
                     let o = vocab.offset(voice);
                     let p = &row[o..o + vocab.voice_size(voice)];
-                    let sounding_before = t > 0
-                        && current.sounding(t - 1, voice).is_some()
-                        && !self.problem.hold_forbidden(t, voice);
+                    let sounding_before =
+                        current.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
+                    let penalty = self.rule_penalties(
+                        &mut current,
+                        t,
+                        voice,
+                        sounding_before,
+                        &mut penalties,
+                    );
                     let index = choose(
                         p,
                         &self.allowed[voice.index()],
                         sounding_before,
+                        penalty,
                         Some((tau, &mut self.rng)),
                     );
                     current.set(t, voice, vocab.token(voice, index));
                 }
             }
-            current.normalize();
             let relaxation = observer.wants_preview().then(|| {
-                Relaxation::from_probabilities(&probs, &current, &self.problem.mask, &vocab)
+                Relaxation::from_probabilities(&probs, current.score(), &self.problem.mask, &vocab)
             });
             let frame = AnnealingFrame {
                 level: n + 1,
                 levels: total,
                 sigma,
-                preview: observer.wants_preview().then_some(&current),
+                preview: observer.wants_preview().then_some(current.score()),
                 relaxation: relaxation.as_ref(),
             };
             if observer.on_level(&frame).is_break() {
                 return Err(CantorError::Cancelled);
             }
         }
-        Ok(current)
+        let mut score = current.into_score();
+        score.normalize();
+        Ok(score)
+    }
+
+    /// λ·E for each token of (`step`, `voice`) given the cells around it, in
+    /// `buffer`; `None` when the rules are off.
+    fn rule_penalties<'b>(
+        &self,
+        voicing: &mut Voicing,
+        step: usize,
+        voice: Voice,
+        may_hold: bool,
+        buffer: &'b mut Vec<f32>,
+    ) -> Option<&'b [f32]> {
+        let lambda = self.settings.rules;
+        if lambda <= 0.0 {
+            return None;
+        }
+        let vocab = &self.model.card.vocabulary;
+        let allowed = &self.allowed[voice.index()];
+        buffer.clear();
+        for (i, ok) in allowed.iter().enumerate() {
+            let usable = *ok && (i != HOLD_INDEX || may_hold);
+            buffer.push(match usable {
+                true => lambda * voicing.local_energy(step, voice, vocab.token(voice, i)),
+                false => 0.0,
+            });
+        }
+        Some(buffer)
     }
 
     fn relaxation(&self, denoised: &Tensor) -> Result<Relaxation> {
@@ -602,11 +659,64 @@ impl<'a> Run<'a> {
         ))
     }
 
-    /// Free cells take their most probable allowed token under `denoised`;
-    /// known cells keep theirs.
+    /// The score `denoised` decodes to: each free cell's most probable
+    /// allowed token, then polished by the rules when they are on.
     fn decode(&self, denoised: &Tensor) -> Result<Score> {
-        let vocab = &self.model.card.vocabulary;
         let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.argmax(&probs);
+        Ok(match self.settings.rules > 0.0 {
+            true => self.polish(out, &probs),
+            false => out,
+        })
+    }
+
+    /// Rule guidance of the denoiser: each free cell's distribution is
+    /// reweighted by exp(−λ·E) given the cells around it, read from the
+    /// decode of `denoised` and updated cell by cell as the sweep goes (one
+    /// sweep of [`Run::polish`] whose distributions, not just choices, are
+    /// kept). The Langevin update then moves towards the guided denoiser:
+    /// the score of p(x)·exp(−λ·E) with E read off x's nearest score.
+    fn guide(&self, denoised: Tensor) -> Result<Tensor> {
+        if self.settings.rules <= 0.0 {
+            return Ok(denoised);
+        }
+        let vocab = &self.model.card.vocabulary;
+        let mut probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        let mut voicing = Voicing::new(self.argmax(&probs));
+        let mut penalties = Vec::new();
+        for t in 0..self.steps {
+            for voice in Voice::ALL {
+                if !self.problem.mask.is_free(t, voice) {
+                    continue;
+                }
+                let may_hold =
+                    voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
+                let Some(penalty) =
+                    self.rule_penalties(&mut voicing, t, voice, may_hold, &mut penalties)
+                else {
+                    continue;
+                };
+                let o = t * self.channels + vocab.offset(voice);
+                let row = &mut probs[o..o + vocab.voice_size(voice)];
+                let low = penalty.iter().copied().fold(f32::INFINITY, f32::min);
+                for (p, e) in row.iter_mut().zip(penalty) {
+                    *p *= (low - e).exp();
+                }
+                let total: f32 = row.iter().sum();
+                if total > 0.0 {
+                    row.iter_mut().for_each(|p| *p /= total);
+                }
+                let index = choose(row, &self.allowed[voice.index()], may_hold, None, None);
+                voicing.set(t, voice, vocab.token(voice, index));
+            }
+        }
+        Ok(Tensor::from_vec(probs, denoised.shape(), &self.device)?)
+    }
+
+    /// Free cells take their most probable allowed token under `probs` (the
+    /// denoiser's output, steps × channels); known cells keep theirs.
+    fn argmax(&self, probs: &[f32]) -> Score {
+        let vocab = &self.model.card.vocabulary;
         let mut out = self.problem.score.clone();
         for voice in Voice::ALL {
             let o = vocab.offset(voice);
@@ -616,7 +726,7 @@ impl<'a> Run<'a> {
                 let token = if self.problem.mask.is_free(t, voice) {
                     let p = &probs[t * self.channels + o..t * self.channels + o + n];
                     let may_hold = sounding && !self.problem.hold_forbidden(t, voice);
-                    let index = choose(p, &self.allowed[voice.index()], may_hold, None);
+                    let index = choose(p, &self.allowed[voice.index()], may_hold, None, None);
                     let token = vocab.token(voice, index);
                     if matches!(token, Token::Pitch(_)) {
                         out.set_velocity(t, voice, crate::grid::DEFAULT_VELOCITY);
@@ -633,39 +743,103 @@ impl<'a> Run<'a> {
                 };
             }
         }
-        Ok(out)
+        out
+    }
+
+    /// Iterated conditional modes on log p(cell) − λ·E: each free cell in
+    /// turn takes the token that maximises it given all the others, until a
+    /// sweep changes nothing (or [`POLISH_SWEEPS`] have run).
+    fn polish(&self, decoded: Score, probs: &[f32]) -> Score {
+        let vocab = &self.model.card.vocabulary;
+        let mut voicing = Voicing::new(decoded);
+        let mut penalties = Vec::new();
+        for _ in 0..POLISH_SWEEPS {
+            let mut changed = false;
+            for t in 0..self.steps {
+                for voice in Voice::ALL {
+                    if !self.problem.mask.is_free(t, voice) {
+                        continue;
+                    }
+                    let o = t * self.channels + vocab.offset(voice);
+                    let p = &probs[o..o + vocab.voice_size(voice)];
+                    let may_hold =
+                        voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
+                    let penalty =
+                        self.rule_penalties(&mut voicing, t, voice, may_hold, &mut penalties);
+                    let allowed = &self.allowed[voice.index()];
+                    let index = choose(p, allowed, may_hold, penalty, None);
+                    let token = vocab.token(voice, index);
+                    let current = voicing.score().get(t, voice);
+                    if token == current {
+                        continue;
+                    }
+                    // Move only on a strict gain, so that ties cannot cycle.
+                    let value = |i: usize| {
+                        (p[i].max(f32::MIN_POSITIVE)).ln() - penalty.map_or(0.0, |q| q[i])
+                    };
+                    let was = vocab
+                        .index(voice, current)
+                        .filter(|&i| allowed[i] && (i != HOLD_INDEX || may_hold));
+                    if was.is_some_and(|w| value(index) <= value(w) + 1e-6) {
+                        continue;
+                    }
+                    voicing.set(t, voice, token);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut out = voicing.into_score();
+        out.normalize();
+        for t in 0..self.steps {
+            for voice in Voice::ALL {
+                if self.problem.mask.is_free(t, voice)
+                    && matches!(out.get(t, voice), Token::Pitch(_))
+                {
+                    out.set_velocity(t, voice, crate::grid::DEFAULT_VELOCITY);
+                }
+            }
+        }
+        out
     }
 }
 
-/// Picks a token index from a voice's distribution `p`: the most probable
-/// allowed one, or a draw from p^(1/τ) when `sample` is given. A hold is only
+/// Most sweeps of [`Run::polish`]; it usually settles in two or three.
+const POLISH_SWEEPS: usize = 8;
+
+/// Picks a token index from a voice's distribution `p` less `penalty` (in
+/// nats, the rules' λ·E): the allowed one maximising ln p − penalty, or a
+/// draw from (p·e^−penalty)^(1/τ) when `sample` is given. A hold is only
 /// allowed after a sounding note.
 fn choose(
     p: &[f32],
     allowed: &[bool],
     sounding_before: bool,
+    penalty: Option<&[f32]>,
     sample: Option<(f32, &mut ChaCha8Rng)>,
 ) -> usize {
     let ok = |i: usize| allowed[i] && (i != HOLD_INDEX || sounding_before);
+    let value = |i: usize| (p[i].max(0.0) as f64).ln() - penalty.map_or(0.0, |q| q[i] as f64);
     match sample {
         None => (0..p.len())
             .filter(|i| ok(*i))
-            .max_by(|a, b| p[*a].total_cmp(&p[*b]))
+            .max_by(|a, b| value(*a).total_cmp(&value(*b)))
             .unwrap_or(0),
         Some((tau, rng)) => {
-            let weights: Vec<f64> = (0..p.len())
-                .map(|i| {
-                    if ok(i) {
-                        (p[i].max(0.0) as f64).powf(1.0 / tau as f64)
-                    } else {
-                        0.0
-                    }
+            let logs: Vec<f64> = (0..p.len())
+                .map(|i| match ok(i) {
+                    true => value(i) / tau as f64,
+                    false => f64::NEG_INFINITY,
                 })
                 .collect();
-            let total: f64 = weights.iter().sum();
-            if total <= 0.0 || total.is_nan() {
+            let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if !top.is_finite() {
                 return (0..p.len()).find(|i| ok(*i)).unwrap_or(0);
             }
+            let weights: Vec<f64> = logs.iter().map(|l| (l - top).exp()).collect();
+            let total: f64 = weights.iter().sum();
             let mut u = rng.random::<f64>() * total;
             for (i, w) in weights.iter().enumerate() {
                 if u < *w {

@@ -188,6 +188,12 @@ fn parameters(ui: &mut Ui, params: &CantorParams, setter: &ParamSetter, panel: &
     });
     ui.horizontal_wrapped(|ui| {
         labeled_slider(ui, "Temperature", &params.temperature, setter);
+        ui.label("Rules").on_hover_text(
+            "Voice-leading rules: 0 lets the network write alone; higher forbids \
+             parallel fifths/octaves, crossings and out-of-range notes more strictly \
+             and asks for full chords on the beat",
+        );
+        ui.add(ParamSlider::for_param(&params.rules, setter).with_width(90.0));
         labeled_slider(ui, "Steps", &params.steps, setter);
         ui.separator();
         labeled_slider(ui, "Seed", &params.seed, setter);

@@ -106,6 +106,11 @@ pub struct CantorParams {
     pub bass: BoolParam,
     #[id = "temperature"]
     pub temperature: FloatParam,
+    /// Weight of the voice-leading rules (no parallel fifths/octaves or
+    /// crossings, textbook ranges, full chords on the beat): 0 is the
+    /// network alone, higher is stricter.
+    #[id = "rules"]
+    pub rules: FloatParam,
     /// Noise levels of the sampler: fewer is faster, more is better.
     #[id = "steps"]
     pub steps: IntParam,
@@ -135,6 +140,8 @@ pub struct CantorParams {
 /// from `trainer bench` on the validation split (models/README.md).
 pub const DEFAULT_STEPS: i32 = 20;
 pub const DEFAULT_TEMPERATURE: f32 = 0.5;
+/// Default weight of the voice-leading rules, the card's (models/README.md).
+pub const DEFAULT_RULES: f32 = 2.0;
 
 impl Default for CantorParams {
     fn default() -> Self {
@@ -150,6 +157,12 @@ impl Default for CantorParams {
                 FloatRange::Linear { min: 0.1, max: 2.0 },
             )
             .with_step_size(0.01),
+            rules: FloatParam::new(
+                "Rules",
+                DEFAULT_RULES,
+                FloatRange::Linear { min: 0.0, max: 8.0 },
+            )
+            .with_step_size(0.1),
             steps: IntParam::new(
                 "Steps",
                 DEFAULT_STEPS,
@@ -213,8 +226,10 @@ mod tests {
             .card;
         assert_eq!(card.sampling.levels, DEFAULT_STEPS as usize);
         assert_eq!(card.sampling.temperature, DEFAULT_TEMPERATURE);
+        assert_eq!(card.sampling.rules, DEFAULT_RULES);
         let params = CantorParams::default();
         assert_eq!(params.steps.value(), DEFAULT_STEPS);
         assert_eq!(params.temperature.value(), DEFAULT_TEMPERATURE);
+        assert_eq!(params.rules.value(), DEFAULT_RULES);
     }
 }

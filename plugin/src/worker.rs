@@ -111,6 +111,7 @@ struct ComposeKey {
     seed: i32,
     steps: i32,
     temperature_centis: i32,
+    rules_tenths: i32,
     key: cantor_engine::task::KeyChoice,
 }
 
@@ -429,6 +430,7 @@ impl WorkerState {
             seed: p.seed.value(),
             steps: p.steps.value(),
             temperature_centis: (p.temperature.value() * 100.0).round() as i32,
+            rules_tenths: (p.rules.value() * 10.0).round() as i32,
             key: p.key(),
         };
         let outputs = (p.voices(), p.layout(), p.mode.value());
@@ -451,6 +453,7 @@ impl WorkerState {
         let mut sampler = SamplerSettings::from_defaults(&model.card.sampling);
         sampler.levels = p.steps.value().max(2) as usize;
         sampler.temperature = p.temperature.value();
+        sampler.rules = p.rules.value();
         sampler.seed = p.seed.value() as u64;
         ComposeSettings {
             sampler,

@@ -27,6 +27,7 @@ pub struct BenchOptions {
     pub device: String,
     pub split_seed: u64,
     pub temperature: f32,
+    pub rules: f32,
 }
 
 #[derive(Serialize)]
@@ -43,13 +44,14 @@ pub struct BenchRow {
 
 /// The configurations measured: consistent annealed Langevin at growing
 /// numbers of levels, classic annealed Langevin, and Gibbs at matching cost.
-fn configurations(temperature: f32) -> Vec<SamplerSettings> {
+fn configurations(temperature: f32, rules: f32) -> Vec<SamplerSettings> {
     let s = |kind, levels, steps_per_level, step_size| SamplerSettings {
         kind,
         levels,
         steps_per_level,
         step_size,
         temperature,
+        rules,
         seed: 0,
     };
     let mut out = Vec::new();
@@ -105,7 +107,7 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
         evals_per_second: 0.0,
         summary: bach.summary(Some(&bach)),
     }];
-    for mut settings in configurations(options.temperature) {
+    for mut settings in configurations(options.temperature, options.rules) {
         settings.seed = options.seed;
         let system = if settings.kind == SamplerKind::Gibbs {
             System::Gibbs
@@ -155,11 +157,12 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
 
 fn markdown(rows: &[BenchRow], options: &BenchOptions, windows: usize) -> String {
     let mut md = format!(
-        "# Sampler speed and quality\n\nModel `{}`, {} split of `{}`: harmonizing bars 2–5 (64 steps, soprano given) of {windows} pieces, temperature {}, on this machine's {}.\n\n| sampler | levels × steps | step size | network evals | median ms | evals/s | parallels /100 beats | crossings /100 beats | out-of-range /100 beats | triad/7th beats | pc overlap | exact match |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "# Sampler speed and quality\n\nModel `{}`, {} split of `{}`: harmonizing bars 2–5 (64 steps, soprano given) of {windows} pieces, temperature {}, rules weight {}, on this machine's {}.\n\n| sampler | levels × steps | step size | network evals | median ms | evals/s | parallels /100 beats | crossings /100 beats | out-of-range /100 beats | triad/7th beats | pc overlap | exact match |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         options.model.display(),
         options.split,
         options.data.display(),
         options.temperature,
+        options.rules,
         options.device,
     );
     for r in rows {

@@ -47,6 +47,10 @@ struct SamplingArgs {
     step_size: Option<f32>,
     #[arg(long)]
     temperature: Option<f32>,
+    /// Weight of the voice-leading rules in nats per fault, 0 = the network
+    /// alone (default: the card's).
+    #[arg(long)]
+    rules: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -90,6 +94,9 @@ struct BenchArgs {
     pieces: usize,
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// Weight of the voice-leading rules for every configuration.
+    #[arg(long, default_value_t = 0.0)]
+    rules: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long)]
@@ -111,6 +118,7 @@ fn sampler_settings(
             steps_per_level: a.steps,
             step_size: a.step_size,
             temperature: a.temperature,
+            rules: a.rules,
         },
     );
     s.seed = a.seed;
@@ -229,6 +237,7 @@ fn main() -> ExitCode {
             device: a.device,
             split_seed: a.split_seed,
             temperature: a.temperature,
+            rules: a.rules,
         })
         .map(|_| ()),
     };

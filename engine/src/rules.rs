@@ -1,0 +1,245 @@
+//! Voice-leading rules as an energy the samplers add to the network's
+//! log-probabilities: the product of experts p(x)·exp(−λ·E(x)).
+//!
+//! E(x) counts, in the same way as the [`crate::metrics`] that judge the
+//! result (one shared [`Motion`]): parallel fifths and octaves between
+//! consecutive sonorities, voice crossings and over-an-octave spacings as
+//! they start, notes outside the textbook SATB ranges, and beats where all
+//! four voices sound but do not form a triad or seventh chord. λ
+//! ([`SamplerSettings::rules`](crate::SamplerSettings::rules)) is in nats per
+//! fault: 0 leaves the network alone, 2 makes one parallel fifth cost as much
+//! as choosing a note the network finds e² ≈ 7 times less likely.
+//!
+//! The Langevin sampler applies it at its final decode (iterated conditional
+//! modes over the free cells, starting from the per-cell argmax, at no extra
+//! network evaluation); the Gibbs sampler multiplies each conditional it
+//! draws from by exp(−λ·ΔE) given the cells around it.
+
+use crate::grid::{Score, Token, Voice, STEPS_PER_QUARTER, VOICES};
+use crate::metrics::{full_chord, Motion, TEXTBOOK_RANGES};
+
+/// Relative cost of each kind of fault (times λ).
+const PARALLEL: f32 = 1.0;
+const CROSSING: f32 = 1.0;
+const WIDE_SPACING: f32 = 0.5;
+const OUT_OF_RANGE: f32 = 1.0;
+const NOT_A_CHORD: f32 = 1.0;
+
+/// Energy of one sonority change.
+fn motion_energy(before: &[Option<u8>; VOICES], after: &[Option<u8>; VOICES]) -> f32 {
+    let m = Motion::between(before, after);
+    PARALLEL * (m.parallel_fifths + m.parallel_octaves) as f32
+        + CROSSING * m.crossings as f32
+        + WIDE_SPACING * m.wide_spacings as f32
+}
+
+/// A score being written cell by cell, with its sounding pitches kept up to
+/// date so that the energy a candidate token would add is cheap to find.
+pub(crate) struct Voicing {
+    score: Score,
+    sounding: Vec<[Option<u8>; VOICES]>,
+    rows: Vec<[Option<u8>; VOICES]>,
+}
+
+impl Voicing {
+    pub(crate) fn new(score: Score) -> Voicing {
+        let sounding = score.sounding_pitches();
+        Voicing {
+            score,
+            sounding,
+            rows: Vec::new(),
+        }
+    }
+
+    pub(crate) fn score(&self) -> &Score {
+        &self.score
+    }
+
+    pub(crate) fn into_score(self) -> Score {
+        self.score
+    }
+
+    /// Whether `voice` sounds just before `step` (so a hold may follow).
+    pub(crate) fn sounding_before(&self, step: usize, voice: Voice) -> bool {
+        step > 0 && self.sounding[step - 1][voice.index()].is_some()
+    }
+
+    /// The steps whose sounding pitch in `voice` follows the token at `step`:
+    /// `step` and the holds after it.
+    fn span(&self, step: usize, voice: Voice) -> std::ops::Range<usize> {
+        let cells = self.score.cells();
+        let mut end = step + 1;
+        while end < cells.len() && cells[end][voice.index()] == Token::Hold {
+            end += 1;
+        }
+        step..end
+    }
+
+    /// What `token` at (`step`, `voice`) would sound like over `span`.
+    fn sounds_as(&self, step: usize, voice: Voice, token: Token) -> Option<u8> {
+        match token {
+            Token::Rest => None,
+            Token::Pitch(p) => Some(p),
+            Token::Hold if step == 0 => None,
+            Token::Hold => self.sounding[step - 1][voice.index()],
+        }
+    }
+
+    /// The energy of the sonorities around (`step`, `voice`) if it held
+    /// `token`. Only differences between tokens of the same cell mean
+    /// anything: everything this cell cannot change is left out.
+    pub(crate) fn local_energy(&mut self, step: usize, voice: Voice, token: Token) -> f32 {
+        let span = self.span(step, voice);
+        let pitch = self.sounds_as(step, voice, token);
+        let v = voice.index();
+        // The unchanged rows either side bound every sonority change the
+        // cell can make.
+        let lo = step.saturating_sub(1);
+        let hi = span.end.min(self.sounding.len() - 1);
+        self.rows.clear();
+        for s in lo..=hi {
+            let mut row = self.sounding[s];
+            if span.contains(&s) {
+                row[v] = pitch;
+            }
+            if self.rows.last() != Some(&row) {
+                self.rows.push(row);
+            }
+        }
+        let mut energy: f32 = self
+            .rows
+            .windows(2)
+            .map(|pair| motion_energy(&pair[0], &pair[1]))
+            .sum();
+        for s in span.clone() {
+            if s % STEPS_PER_QUARTER == 0 {
+                let mut row = self.sounding[s];
+                row[v] = pitch;
+                if full_chord(&row) == Some(false) {
+                    energy += NOT_A_CHORD;
+                }
+            }
+        }
+        if let Token::Pitch(p) = token {
+            if !TEXTBOOK_RANGES[v].contains(p) {
+                energy += OUT_OF_RANGE;
+            }
+        }
+        energy
+    }
+
+    /// Writes `token` at (`step`, `voice`).
+    pub(crate) fn set(&mut self, step: usize, voice: Voice, token: Token) {
+        let span = self.span(step, voice);
+        let pitch = self.sounds_as(step, voice, token);
+        self.score.set(step, voice, token);
+        for s in span {
+            self.sounding[s][voice.index()] = pitch;
+        }
+    }
+}
+
+/// The whole-score energy E(x) (for tests and reports): the same faults
+/// [`Voicing::local_energy`] charges, summed over the piece.
+pub fn energy(score: &Score) -> f32 {
+    let sounding = score.sounding_pitches();
+    let mut rows: Vec<[Option<u8>; VOICES]> = Vec::new();
+    for row in &sounding {
+        if rows.last() != Some(row) {
+            rows.push(*row);
+        }
+    }
+    let mut e: f32 = rows
+        .windows(2)
+        .map(|pair| motion_energy(&pair[0], &pair[1]))
+        .sum();
+    for s in (0..score.len()).step_by(STEPS_PER_QUARTER) {
+        if full_chord(&sounding[s]) == Some(false) {
+            e += NOT_A_CHORD;
+        }
+    }
+    for voice in Voice::ALL {
+        for note in score.voice_notes(voice) {
+            if !TEXTBOOK_RANGES[voice.index()].contains(note.pitch) {
+                e += OUT_OF_RANGE;
+            }
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Note;
+
+    fn chorale(rows: &[[u8; 4]]) -> Score {
+        let notes: Vec<Note> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, row)| {
+                Voice::ALL.map(|voice| Note {
+                    voice,
+                    pitch: row[voice.index()],
+                    start: i * STEPS_PER_QUARTER,
+                    length: STEPS_PER_QUARTER,
+                    velocity: 80,
+                })
+            })
+            .collect();
+        Score::from_notes(rows.len() * STEPS_PER_QUARTER, &notes)
+    }
+
+    #[test]
+    fn energy_counts_the_faults_the_metrics_count() {
+        // C major to D minor with the outer voices in parallel octaves and
+        // tenor and bass in parallel fifths: two parallels, both chords.
+        let parallel = chorale(&[[72, 64, 55, 48], [74, 65, 57, 50]]);
+        assert_eq!(energy(&parallel), 2.0);
+        // C major (first inversion) to D minor with the bass against the
+        // soprano: no faults.
+        let contrary = chorale(&[[72, 64, 55, 52], [74, 69, 65, 50]]);
+        assert_eq!(energy(&contrary), 0.0);
+        // A non-chord beat and an out-of-range bass.
+        let cluster = chorale(&[[72, 71, 62, 36]]);
+        assert_eq!(energy(&cluster), NOT_A_CHORD + OUT_OF_RANGE);
+    }
+
+    #[test]
+    fn local_energy_differences_match_whole_score_differences() {
+        let score = chorale(&[
+            [72, 67, 64, 48],
+            [74, 69, 62, 50],
+            [76, 67, 60, 48],
+            [77, 69, 60, 53],
+        ]);
+        let mut voicing = Voicing::new(score.clone());
+        for step in [4, 8, 9, 12] {
+            for voice in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                let tokens = [
+                    score.get(step, voice),
+                    Token::Pitch(57),
+                    Token::Pitch(62),
+                    Token::Hold,
+                    Token::Rest,
+                ];
+                for a in tokens {
+                    for b in tokens {
+                        let local = voicing.local_energy(step, voice, b)
+                            - voicing.local_energy(step, voice, a);
+                        let mut sa = score.clone();
+                        sa.set(step, voice, a);
+                        let mut sb = score.clone();
+                        sb.set(step, voice, b);
+                        let whole = energy(&sb) - energy(&sa);
+                        assert_eq!(local, whole, "step {step} {voice}: {a:?} → {b:?}");
+                    }
+                }
+            }
+        }
+        // Writing keeps the sounding pitches in step with the score.
+        voicing.set(4, Voice::Tenor, Token::Hold);
+        assert_eq!(voicing.score().sounding(5, Voice::Tenor), Some(64));
+        assert_eq!(voicing.sounding[7], voicing.score().sounding_pitches()[7]);
+    }
+}
