@@ -53,6 +53,14 @@ fn benches(c: &mut Criterion) {
     group.bench_function("4_bars_default_settings", |b| {
         b.iter(|| compose(&model, &problem, &settings, &mut Unobserved).unwrap())
     });
+    // The same without the voice-leading rules: what the rules cost.
+    let alone = SamplerSettings {
+        rules: 0.0,
+        ..settings.clone()
+    };
+    group.bench_function("4_bars_network_alone", |b| {
+        b.iter(|| compose(&model, &problem, &alone, &mut Unobserved).unwrap())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("reference");
