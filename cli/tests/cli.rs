@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule};
 use cantor_engine::io::midi::midi_bytes;
 use cantor_engine::io::{read_midi, VoiceLayout};
+use cantor_engine::metrics::Tally;
 use cantor_engine::model::initial_weights;
+use cantor_engine::rules;
 use cantor_engine::{Device, Key, Note, Score, ScoreModel, Vocabulary, Voice};
 
 fn cantor(args: &[&str]) -> Output {
@@ -381,4 +383,48 @@ fn the_built_in_model_harmonizes_the_example_melody() {
         score.voice_notes(Voice::Soprano),
         tune.voice_notes(Voice::Soprano)
     );
+}
+
+#[test]
+fn the_voice_leading_rules_are_on_by_default_and_can_be_turned_off() {
+    let f = Fixture::new();
+    let asset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/old-hundredth.mid");
+    let harmonize = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "harmonize".to_string(),
+            asset.display().to_string(),
+            "-o".to_string(),
+            f.arg(name),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cantor(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let score = read(&f.path(name));
+        (Tally::of(&score, None, None), rules::energy(&score))
+    };
+    let (ruled, ruled_energy) = harmonize("default.mid", &[]);
+    let (alone, alone_energy) = harmonize("alone.mid", &["--rules", "0"]);
+    assert!(
+        alone_energy > ruled_energy,
+        "network alone: energy {alone_energy}, with the rules {ruled_energy}"
+    );
+    // Old Hundredth: the network alone writes 7 parallels and 31 full chords
+    // on 48 beats; with the rules, none and 48.
+    assert!(
+        ruled.parallel_fifths + ruled.parallel_octaves
+            < alone.parallel_fifths + alone.parallel_octaves
+    );
+    assert!(ruled.chord_beats > alone.chord_beats);
+    let e = fails(
+        &f,
+        &[
+            "harmonize",
+            &asset.display().to_string(),
+            "-o",
+            &f.arg("out.mid"),
+            "--rules=-1",
+        ],
+    );
+    assert!(e.contains("rules"), "{e}");
 }

@@ -179,4 +179,12 @@ mod tests {
         assert!((levels[1] - 1.0).abs() < 1e-5);
         assert!((levels[2] - 0.1).abs() < 1e-6);
     }
+
+    #[test]
+    fn cards_from_before_the_rules_sample_with_the_network_alone() {
+        let old = r#"{"levels": 20, "steps_per_level": 1, "step_size": 0.8, "temperature": 0.5}"#;
+        let defaults: SamplingDefaults = serde_json::from_str(old).unwrap();
+        assert_eq!(defaults.rules, 0.0);
+        assert_eq!(defaults.levels, 20);
+    }
 }
