@@ -3,7 +3,9 @@
 //! window already harmonized) — the latency from a bar's last note to its
 //! harmony being ready, less the worker's ≤ 3 ms idle poll — and the
 //! editor's regeneration of two masked bars of that window, from release of
-//! the mouse to the new notes (less the same poll).
+//! the mouse to the new notes (less the same poll). The worker's numbers are
+//! taken in its one-thread inference pool, as the plugin runs; the first
+//! latency bench uses rayon's global pool for comparison.
 
 use cantor::composer::{harmonize, ComposeSettings, Composition};
 use cantor::params::Mode;
@@ -86,6 +88,24 @@ fn benches(c: &mut Criterion) {
             .unwrap()
         })
     });
+    // The same in the worker's own one-thread pool, as the plugin runs it
+    // (the bench above uses rayon's global pool, one thread per core).
+    let pool = cantor::worker::inference_pool().expect("a thread");
+    group.bench_function("harmonize_new_bar_in_8_bar_window_worker_pool", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                let mut composition = full.clone();
+                harmonize(
+                    &model,
+                    &window,
+                    &mut composition,
+                    &settings,
+                    &mut Unobserved,
+                )
+                .unwrap()
+            })
+        })
+    });
     let region = Region {
         start: starts[2],
         end: starts[4],
@@ -95,15 +115,17 @@ fn benches(c: &mut Criterion) {
     group.bench_function("regenerate_2_masked_bars_in_8_bar_window", |b| {
         b.iter(|| {
             let mut composition = full.clone();
-            regenerate(
-                &model,
-                &window,
-                &mut composition,
-                Mode::Harmonize,
-                region,
-                &settings,
-                &mut Unobserved,
-            )
+            pool.install(|| {
+                regenerate(
+                    &model,
+                    &window,
+                    &mut composition,
+                    Mode::Harmonize,
+                    region,
+                    &settings,
+                    &mut Unobserved,
+                )
+            })
             .unwrap()
         })
     });

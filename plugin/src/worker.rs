@@ -84,6 +84,19 @@ impl Drop for Worker {
 
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
 
+/// The pool the worker runs in: one thread. candle runs its CPU ops on the
+/// current rayon pool, and at batch 1 the network's ops are too small for a
+/// second thread to pay for its synchronisation (README benchmarks), while
+/// the host keeps its other cores for audio. `None` if the OS refuses a
+/// thread; the worker then uses rayon's global pool.
+pub fn inference_pool() -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "cantor-inference".into())
+        .build()
+        .ok()
+}
+
 impl Worker {
     pub fn spawn(link: WorkerLink, params: Arc<CantorParams>, shared: Arc<Shared>) -> Worker {
         let stop = Arc::new(AtomicBool::new(false));
@@ -93,7 +106,10 @@ impl Worker {
                 .name("cantor-worker".into())
                 .spawn(move || {
                     let mut state = WorkerState::new(link, params, shared);
-                    state.run(&stop);
+                    match inference_pool() {
+                        Some(pool) => pool.install(|| state.run(&stop)),
+                        None => state.run(&stop),
+                    }
                 })
                 .expect("spawning the worker thread")
         };
