@@ -128,6 +128,12 @@ impl Voicing {
         energy
     }
 
+    /// Turns holds that follow silence into rests ([`Score::normalize`]);
+    /// they sound as silence already, so the sounding pitches stay.
+    pub(crate) fn normalize(&mut self) {
+        self.score.normalize();
+    }
+
     /// Writes `token` at (`step`, `voice`).
     pub(crate) fn set(&mut self, step: usize, voice: Voice, token: Token) {
         let span = self.span(step, voice);

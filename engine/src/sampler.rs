@@ -603,6 +603,9 @@ impl<'a> Run<'a> {
                     current.set(t, voice, vocab.token(voice, index));
                 }
             }
+            // A cell drawn silent may leave a hold after it that no longer
+            // belongs to a note; the next step's network input must not see it.
+            current.normalize();
             let relaxation = observer.wants_preview().then(|| {
                 Relaxation::from_probabilities(&probs, current.score(), &self.problem.mask, &vocab)
             });
