@@ -82,6 +82,7 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
     let device = cantor_engine::model::select_device(&options.device)?;
     let model = ScoreModel::load(&options.model, &device)?;
     let corpus = Corpus::load(&options.data, options.split_seed)?;
+    corpus.announce();
     let windows = windows(corpus.split(&options.split)?, options.pieces);
     anyhow::ensure!(
         !windows.is_empty(),

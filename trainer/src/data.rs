@@ -36,6 +36,22 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// Tells the user what was read: each file skipped with its reason, then
+    /// the count of pieces per split and of files skipped.
+    pub fn announce(&self) {
+        for (file, reason) in &self.skipped {
+            eprintln!("skipped {}: {reason}", file.display());
+        }
+        eprintln!(
+            "corpus {}: {} train, {} valid, {} test pieces, {} files skipped",
+            self.source,
+            self.train.len(),
+            self.valid.len(),
+            self.test.len(),
+            self.skipped.len()
+        );
+    }
+
     /// Reads `source`: a `.json` JSB file, or a folder of music files.
     pub fn load(source: &Path, split_seed: u64) -> Result<Corpus> {
         let corpus = if source.is_dir() {

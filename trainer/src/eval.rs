@@ -182,6 +182,7 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
     let device = cantor_engine::model::select_device(&options.device)?;
     let model = ScoreModel::load(&options.model, &device)?;
     let corpus = Corpus::load(&options.data, options.split_seed)?;
+    corpus.announce();
     let pieces = corpus.split(&options.split)?;
     let pieces = &pieces[..options.limit.unwrap_or(pieces.len()).min(pieces.len())];
     anyhow::ensure!(

@@ -134,7 +134,9 @@ struct TrainArgs {
     /// written beside them and checkpoints in OUT.ckpt/.
     #[arg(long)]
     out: PathBuf,
-    /// Continue from the checkpoint in OUT.ckpt/ (its card and config win).
+    /// Continue from the checkpoint in OUT.ckpt/: its card (architecture,
+    /// vocabulary, noise) wins; --data and --split-seed must be the ones it
+    /// was trained with; --steps may be raised to train longer.
     #[arg(long)]
     resume: bool,
     /// Model name for the card (default: the file stem of --out).

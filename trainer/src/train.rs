@@ -97,7 +97,7 @@ impl<'a> BatchMaker<'a> {
         let usable: Vec<&Score> = pieces.iter().filter(|p| p.len() >= min_window).collect();
         if usable.is_empty() {
             let longest = pieces.iter().map(Score::len).max().unwrap_or(0);
-            bail!("the training window ({min_window} steps) is longer than every piece (the longest has {longest} steps)");
+            bail!("the window of {min_window} steps is longer than every piece (the longest has {longest} steps)");
         }
         Ok(BatchMaker {
             pieces: usable,
@@ -152,9 +152,15 @@ impl<'a> BatchMaker<'a> {
         b
     }
 
+    /// The longest piece's length in steps: the longest window it can draw.
+    pub fn longest_piece(&self) -> usize {
+        self.pieces.iter().map(|p| p.len()).max().unwrap_or(0)
+    }
+
     /// A random beat-aligned crop of a random piece (longer pieces more
     /// often), randomly transposed within the vocabulary.
     fn window(&self, window: usize, rng: &mut ChaCha8Rng) -> Score {
+        assert!(window <= self.longest_piece(), "no piece holds the window");
         loop {
             let piece = self.pieces[rng.random_range(0..self.pieces.len())];
             if piece.len() < window || rng.random::<f64>() > piece.len() as f64 / 640.0 + 0.25 {
@@ -282,19 +288,27 @@ impl Adam {
 
     fn step(&mut self, vars: &[(String, Var)], grads: &GradStore, lr: f64) -> Result<f64> {
         self.t += 1;
-        let mut norm2 = 0.0f64;
-        let mut gs = Vec::with_capacity(vars.len());
-        for (name, var) in vars {
-            let g = grads
-                .get(var)
-                .cloned()
-                .unwrap_or(var.as_tensor().zeros_like()?);
-            let n = g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-            if !n.is_finite() {
-                bail!("gradient of '{name}' is not finite; lower the learning rate");
-            }
-            norm2 += n;
-            gs.push(g);
+        let gs = vars
+            .iter()
+            .map(|(_, var)| match grads.get(var) {
+                Some(g) => Ok(g.clone()),
+                None => var.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<Vec<Tensor>>>()?;
+        // One reduction on the device and one read per step: on a GPU each
+        // read is a synchronisation, so the norm is not summed on the host.
+        let squares = gs
+            .iter()
+            .map(|g| g.sqr()?.sum_all())
+            .collect::<candle_core::Result<Vec<Tensor>>>()?;
+        let norm2 = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f32>()? as f64;
+        if !norm2.is_finite() {
+            let name = vars
+                .iter()
+                .zip(&squares)
+                .find(|(_, n)| n.to_scalar::<f32>().is_ok_and(|n| !n.is_finite()))
+                .map_or("?", |((name, _), _)| name.as_str());
+            bail!("gradient of '{name}' is not finite; lower the learning rate");
         }
         let norm = norm2.sqrt();
         let scale = if norm > MAX_GRAD_NORM {
@@ -330,6 +344,33 @@ struct CheckpointState {
     config: TrainConfig,
 }
 
+/// A checkpoint continues only on the data it was trained on, split the
+/// same way: anything else would silently mix two corpora or move pieces
+/// between train and test.
+fn check_same_data(state: &CheckpointState, config: &TrainConfig, ckpt: &Path) -> Result<()> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if !same(&state.config.data, &config.data) {
+        bail!(
+            "{}: the checkpoint was trained on {}, not {}: resume with the same --data, or delete the checkpoint to start afresh",
+            ckpt.display(),
+            state.config.data.display(),
+            config.data.display()
+        );
+    }
+    if state.config.split_seed != config.split_seed {
+        bail!(
+            "{}: the checkpoint split its corpus with --split-seed {}, not {}",
+            ckpt.display(),
+            state.config.split_seed,
+            config.split_seed
+        );
+    }
+    Ok(())
+}
+
 fn checkpoint_dir(out: &Path) -> PathBuf {
     out.with_extension("ckpt")
 }
@@ -354,17 +395,13 @@ fn named(
 pub fn train(config: TrainConfig) -> Result<()> {
     let device = cantor_engine::model::select_device(&config.device)?;
     let corpus = Corpus::load(&config.data, config.split_seed)?;
-    for (file, reason) in &corpus.skipped {
-        eprintln!("skipped {}: {reason}", file.display());
+    corpus.announce();
+    // Every window length must fit some training piece: drawing a window no
+    // piece can hold would never end.
+    let longest = corpus.train.iter().map(Score::len).max().unwrap_or(0);
+    if let Some(w) = config.windows.iter().find(|w| **w > longest) {
+        bail!("the training window of {w} steps is longer than every piece (the longest has {longest} steps): pass shorter --windows");
     }
-    eprintln!(
-        "corpus {}: {} train, {} valid, {} test pieces, {} files skipped",
-        corpus.source,
-        corpus.train.len(),
-        corpus.valid.len(),
-        corpus.test.len(),
-        corpus.skipped.len()
-    );
     let ckpt = checkpoint_dir(&config.out);
     let resumed: Option<CheckpointState> =
         match (std::fs::read(ckpt.join("state.json")), config.resume) {
@@ -379,6 +416,9 @@ pub fn train(config: TrainConfig) -> Result<()> {
             (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
             (Err(_), false) => None,
         };
+    if let Some(state) = &resumed {
+        check_same_data(state, &config, &ckpt)?;
+    }
     let mut card = match &resumed {
         Some(state) => state.card.clone(),
         None => {
@@ -517,6 +557,9 @@ pub fn train(config: TrainConfig) -> Result<()> {
     let mut last_checkpoint = Instant::now();
     let mut windows_done = 0usize;
     let (mut loss_avg, mut bins) = (None::<f64>, [(0.0f64, 0usize); 4]);
+    // Mean loss in each quarter of log σ over the last logged steps, shown
+    // on the progress bar (also in the CSV).
+    let mut by_sigma = String::from("–");
     let (log_lo, log_hi) = (card.noise.sigma_min.ln(), card.noise.sigma_max.ln());
 
     let save_all = |card: &ModelCard,
@@ -580,8 +623,9 @@ pub fn train(config: TrainConfig) -> Result<()> {
         let rate = windows_done as f64 / started.elapsed().as_secs_f64();
         progress.set_position(step as u64);
         progress.set_message(format!(
-            "loss {:.3}  {:.0} windows/s",
+            "loss {:.3}  by σ (low→high) {}  {:.0} windows/s",
             loss_avg.unwrap_or(0.0),
+            by_sigma,
             rate
         ));
 
@@ -630,6 +674,11 @@ pub fn train(config: TrainConfig) -> Result<()> {
                 b.join(","),
                 valid_loss.map(|v| format!("{v:.5}")).unwrap_or_default()
             )?;
+            by_sigma = b
+                .iter()
+                .map(|l| if l.is_empty() { "–" } else { l })
+                .collect::<Vec<_>>()
+                .join(" ");
             bins = [(0.0, 0); 4];
         }
         if last_checkpoint.elapsed().as_secs_f64() > config.checkpoint_minutes * 60.0 {
@@ -675,7 +724,14 @@ fn validation_loss(
 ) -> Result<f64> {
     const BATCHES: usize = 8;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
-    let window = *config.windows.iter().max().expect("windows");
+    // The longest training window that the validation pieces hold.
+    let window = config
+        .windows
+        .iter()
+        .copied()
+        .filter(|w| *w <= maker.longest_piece())
+        .max()
+        .expect("the validation maker holds the shortest window");
     let size = (config.batch_tokens / window).max(1);
     let mut total = 0.0;
     for _ in 0..BATCHES {

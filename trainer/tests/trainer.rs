@@ -74,6 +74,21 @@ fn trains_checkpoints_resumes_and_evaluates() {
     assert!(!again.status.success());
     assert!(text(&again).contains("--resume"), "{}", text(&again));
 
+    // Resuming on other data is refused before any step (the checkpoint's
+    // card and split belong to its own corpus).
+    let other = dir.path().join("other.json");
+    write_jsb(&other, 4, 32);
+    let mut elsewhere = vec!["train", "--data", other.to_str().unwrap(), "--out", o];
+    elsewhere.extend(["--steps", "5", "--resume"]);
+    elsewhere.extend(TINY);
+    let run = trainer(&elsewhere);
+    assert!(!run.status.success());
+    assert!(
+        text(&run).contains("the checkpoint was trained on") && text(&run).contains("other.json"),
+        "{}",
+        text(&run)
+    );
+
     // Resuming goes on from step 3 to step 5.
     let mut resume = vec!["train", "--data", d, "--out", o, "--steps", "5", "--resume"];
     resume.extend(TINY);
@@ -143,6 +158,29 @@ fn bad_corpora_are_refused_before_training() {
     assert!(!run.status.success());
     assert!(
         text(&run).contains("longer than every piece"),
+        "{}",
+        text(&run)
+    );
+
+    // Only the longest of several windows is too long (this once trained
+    // forever, drawing windows no piece could hold).
+    write_jsb(&data, 2, 24);
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        o,
+        "--steps",
+        "1",
+    ];
+    args.extend(TINY);
+    let windows = args.iter().position(|a| *a == "--windows").unwrap() + 1;
+    args[windows] = "16,32";
+    let run = trainer(&args);
+    assert!(!run.status.success());
+    assert!(
+        text(&run).contains("window of 32 steps is longer than every piece (the longest has 24"),
         "{}",
         text(&run)
     );

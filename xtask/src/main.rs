@@ -25,7 +25,11 @@ fn main() -> Result<()> {
 /// Downloads music21's wheel with pip (no install: a wheel is a zip) and
 /// copies `music21/corpus/bach/*.mxl` into `dir`.
 fn chorales(dir: &Path) -> Result<()> {
+    // A fresh folder each time, so the wheel read is the one just fetched.
     let download = std::env::temp_dir().join("cantor-music21-wheel");
+    if download.exists() {
+        std::fs::remove_dir_all(&download)?;
+    }
     std::fs::create_dir_all(&download)?;
     let status = Command::new("python3")
         .args([
