@@ -127,7 +127,8 @@ pub fn infill_problem(piece: &Score, regions: &[MaskRegion], key: KeyChoice) -> 
 }
 
 /// The smallest transposition (preferring none, then octaves, then the
-/// nearest semitones) that brings every known note into the model's ranges.
+/// nearest semitones; up to four octaves either way) that brings every known
+/// note into the model's ranges.
 pub fn fitting_transposition(problem: &Problem, vocab: &Vocabulary) -> Option<i32> {
     let mut spans: [Option<(u8, u8)>; 4] = [None; 4];
     for (step, cell) in problem.score.cells().iter().enumerate() {
@@ -150,11 +151,13 @@ pub fn fitting_transposition(problem: &Problem, vocab: &Vocabulary) -> Option<i3
             }
         })
     };
-    let mut candidates = vec![0, -12, 12, -24, 24];
-    for d in 1..=11 {
-        candidates.extend([-d, d]);
-    }
-    candidates.into_iter().find(|s| fits(*s))
+    const MOST: i32 = 48;
+    let octaves = (1..=MOST / 12).flat_map(|k| [-12 * k, 12 * k]);
+    let others = (1..=MOST).filter(|d| d % 12 != 0).flat_map(|d| [-d, d]);
+    std::iter::once(0)
+        .chain(octaves)
+        .chain(others)
+        .find(|s| fits(*s))
 }
 
 fn transpose_problem(problem: &Problem, shift: i32) -> Result<Problem> {
@@ -285,6 +288,11 @@ mod tests {
         assert_eq!(fitting_transposition(&p, &vocab), Some(0));
         let p = harmonize_problem(&melody(&[40, 90]), Voice::Soprano, KeyChoice::Free).unwrap();
         assert_eq!(fitting_transposition(&p, &vocab), None);
+        // A tune played in the bass register is moved up, by octaves first.
+        let p = harmonize_problem(&melody(&[43, 47, 50]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(fitting_transposition(&p, &vocab), Some(24));
+        let p = harmonize_problem(&melody(&[40, 61]), Voice::Soprano, KeyChoice::Free).unwrap();
+        assert_eq!(fitting_transposition(&p, &vocab), Some(20));
     }
 
     #[test]

@@ -74,8 +74,13 @@ impl From<CellToken> for Token {
     }
 }
 
-/// The heard melody of consecutive bars as a soprano line, folded by octaves
-/// into `range` (the model's soprano range) and reduced to its top line.
+/// The heard melody of consecutive bars as a soprano line (its top line),
+/// in the register it was played in: [`compose_in_range`] moves the whole
+/// problem into the model's ranges and the harmony back down (or up) with
+/// it, so a tune played low gets its harmony below it. Only a melody wider
+/// than the soprano's range is folded, by octaves, into the stretch of that
+/// width holding most of its notes (nearest the soprano's own register), so
+/// one stray note does not put the whole line out of reach.
 pub(crate) fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) -> Score {
     let origin = bars[0].start;
     let steps = (bars.last().expect("bars").end() - origin) as usize;
@@ -83,13 +88,28 @@ pub(crate) fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) ->
     // Top line: among notes starting together keep the highest.
     notes.sort_by_key(|n| (n.start, std::cmp::Reverse(n.pitch)));
     notes.dedup_by_key(|n| n.start);
+    let width = i32::from(soprano.highest) - i32::from(soprano.lowest);
+    let lowest = notes.iter().map(|n| i32::from(n.pitch)).min().unwrap_or(0);
+    let highest = notes.iter().map(|n| i32::from(n.pitch)).max().unwrap_or(0);
+    let floor = (lowest.min(highest - width)..=lowest.max(highest - width))
+        .max_by_key(|lo| {
+            let inside = notes
+                .iter()
+                .filter(|n| (*lo..=lo + width).contains(&i32::from(n.pitch)))
+                .count();
+            (
+                inside,
+                std::cmp::Reverse((lo - i32::from(soprano.lowest)).abs()),
+            )
+        })
+        .unwrap_or(lowest);
     let mut score = Score::new(steps);
     for n in notes {
-        let mut pitch = n.pitch as i32;
-        while pitch > soprano.highest as i32 {
+        let mut pitch = i32::from(n.pitch);
+        while pitch > floor + width {
             pitch -= 12;
         }
-        while pitch < soprano.lowest as i32 {
+        while pitch < floor {
             pitch += 12;
         }
         score.write_note(Note {
@@ -101,6 +121,51 @@ pub(crate) fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) ->
         });
     }
     score
+}
+
+/// [`compose`] for the plugin's problems, whose known notes come from
+/// different passes: when no one transposition brings them all into the
+/// model's ranges (the melody moved by octaves since its neighbours were
+/// harmonized), the model hears every known note folded by octaves into its
+/// voice's range, and the known cells come back exactly as they were.
+pub(crate) fn compose_in_range(
+    model: &ScoreModel,
+    problem: &Problem,
+    settings: &SamplerSettings,
+    observer: &mut dyn Observer,
+) -> cantor_engine::Result<Score> {
+    let vocab = &model.card.vocabulary;
+    if cantor_engine::task::fitting_transposition(problem, vocab).is_some() {
+        return Ok(compose(model, problem, settings, observer)?.score);
+    }
+    let mut heard = problem.score.clone();
+    for step in 0..heard.len() {
+        for voice in Voice::ALL {
+            if let (false, Token::Pitch(p)) =
+                (problem.mask.is_free(step, voice), heard.get(step, voice))
+            {
+                let range = vocab.range(voice);
+                let mut pitch = i32::from(p);
+                while pitch > i32::from(range.highest) {
+                    pitch -= 12;
+                }
+                while pitch < i32::from(range.lowest) {
+                    pitch += 12;
+                }
+                heard.set(step, voice, Token::Pitch(pitch.clamp(0, 127) as u8));
+            }
+        }
+    }
+    let folded = Problem::new(heard, problem.mask.clone(), problem.constraints.clone())?;
+    let mut score = compose(model, &folded, settings, observer)?.score;
+    for step in 0..score.len() {
+        for voice in Voice::ALL {
+            if !problem.mask.is_free(step, voice) {
+                score.set(step, voice, problem.score.get(step, voice));
+            }
+        }
+    }
+    Ok(score)
 }
 
 /// Watches compositions; told where on the grid each problem starts, so
@@ -180,7 +245,7 @@ pub fn harmonize(
         let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
         let problem = Problem::new(score, mask, constraints)?;
         observer.origin(origin);
-        let generated = compose(model, &problem, &settings.sampler, observer)?.score;
+        let generated = compose_in_range(model, &problem, &settings.sampler, observer)?;
         for bar in run {
             let range = (bar.start - origin) as usize..(bar.end() - origin) as usize;
             let cells: Vec<[CellToken; 4]> = generated
@@ -250,7 +315,7 @@ pub fn answer(
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
     let problem = Problem::new(score, mask, constraints)?;
     observer.origin(origin);
-    let generated = compose(model, &problem, &settings.sampler, observer)?.score;
+    let generated = compose_in_range(model, &problem, &settings.sampler, observer)?;
     let cells = generated
         .slice(phrase.len()..generated.len())
         .cells()
@@ -312,4 +377,126 @@ pub fn schedule(composition: &Composition, voices: [bool; 4], layout: ChannelLay
         push(*start, cells, &Voice::ALL);
     }
     Schedule::new(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cantor_engine::{Device, Unobserved};
+
+    /// Four bars of a hymn tune in quarter notes, `shift` semitones from
+    /// where the chorales sing it, heard and not yet harmonized.
+    fn heard(shift: i32) -> Window {
+        let tune = [
+            67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 69, 67, 72, 71, 69, 67,
+        ];
+        let mut window = Window::default();
+        for bar in 0..4 {
+            let start = 64 + 16 * bar as i64;
+            let melody = (0..4)
+                .map(|beat| HeardNote {
+                    start: start + 4 * beat,
+                    end: start + 4 * beat + 4,
+                    pitch: (tune[4 * bar + beat as usize] + shift) as u8,
+                    velocity: 90,
+                })
+                .collect();
+            window.bars.insert(
+                start,
+                Bar {
+                    start,
+                    length: 16,
+                    melody,
+                    dirty: true,
+                    heard: bar as u64,
+                    adopted: false,
+                },
+            );
+        }
+        window
+    }
+
+    fn harmonized(model: &ScoreModel, window: &Window) -> Composition {
+        let settings = ComposeSettings {
+            sampler: SamplerSettings::from_defaults(&model.card.sampling),
+            key: KeyChoice::Free,
+            continue_bars: 2,
+            kept: Default::default(),
+        };
+        let mut composition = Composition::default();
+        harmonize(model, window, &mut composition, &settings, &mut Unobserved).unwrap();
+        composition
+    }
+
+    #[test]
+    fn a_tune_played_low_gets_the_same_harmony_below_it() {
+        let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+        let high = harmonized(&model, &heard(0));
+        let low = harmonized(&model, &heard(-24));
+        assert_eq!(high.harmony.len(), 4);
+        let moved_down: BTreeMap<i64, Vec<[CellToken; 4]>> = high
+            .harmony
+            .iter()
+            .map(|(start, cells)| {
+                let cells = cells
+                    .iter()
+                    .map(|cell| {
+                        cell.map(|t| match t {
+                            CellToken::Pitch(p) => CellToken::Pitch(p - 24),
+                            other => other,
+                        })
+                    })
+                    .collect();
+                (*start, cells)
+            })
+            .collect();
+        assert_eq!(low.harmony, moved_down);
+        // And so every composed note sounds at or below the tune.
+        let schedule = schedule(&low, [false, true, true, true], ChannelLayout::PerVoice);
+        let window = heard(-24);
+        for note in schedule.notes() {
+            let tune = window.bars.values().flat_map(|b| &b.melody);
+            for m in tune.filter(|m| m.start < note.end && note.start < m.end) {
+                assert!(note.pitch <= m.pitch, "{note:?} above the tune's {m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_melody_wider_than_the_soprano_is_folded() {
+        let soprano = cantor_engine::VoiceRange {
+            lowest: 60,
+            highest: 81,
+        };
+        let bar = |pitches: &[u8]| Bar {
+            start: 0,
+            length: 4 * pitches.len() as i64,
+            melody: pitches
+                .iter()
+                .enumerate()
+                .map(|(i, &pitch)| HeardNote {
+                    start: 4 * i as i64,
+                    end: 4 * i as i64 + 4,
+                    pitch,
+                    velocity: 90,
+                })
+                .collect(),
+            dirty: true,
+            heard: 0,
+            adopted: false,
+        };
+        let pitches = |bar: &Bar| -> Vec<u8> {
+            melody_score(&[bar], soprano)
+                .voice_notes(Voice::Soprano)
+                .iter()
+                .map(|n| n.pitch)
+                .collect()
+        };
+        // Low, high or in range: as played.
+        for tune in [[40, 45, 52, 47], [84, 88, 91, 86], [60, 67, 72, 81]] {
+            assert_eq!(pitches(&bar(&tune)), tune);
+        }
+        // Two octaves and a bit: the stray low note comes up an octave.
+        assert_eq!(pitches(&bar(&[72, 76, 79, 84, 55])), [72, 76, 79, 84, 67]);
+    }
 }

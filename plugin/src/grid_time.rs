@@ -39,6 +39,64 @@ impl BlockClock {
     }
 }
 
+/// A block in song position: one stretch, or two when the host's loop ends
+/// inside it and the host did not split the block there (VST3 hosts, CLAP
+/// hosts that send no transport event at the loop point): the samples from
+/// `wrap.0` on play from the loop start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockSpan {
+    pub first: BlockClock,
+    pub wrap: Option<(u32, BlockClock)>,
+}
+
+impl BlockSpan {
+    /// Splits `clock` at the end of `loop_range` (start, end in beats) when
+    /// that falls inside the block while playing.
+    pub fn new(clock: BlockClock, loop_range: Option<(f64, f64)>) -> BlockSpan {
+        let whole = BlockSpan {
+            first: clock,
+            wrap: None,
+        };
+        let Some((start, end)) = loop_range.filter(|(s, e)| clock.playing && e > s) else {
+            return whole;
+        };
+        // The first sample at or past the loop end.
+        let split = ((end - clock.start_beat) / clock.beats_per_sample - STEP_EPSILON).ceil();
+        if split < 1.0 || split >= clock.samples as f64 {
+            return whole;
+        }
+        let split = split as u32;
+        // The part after the wrap starts exactly at the loop start (the split
+        // sample lies up to one sample past the loop end; keeping that
+        // fraction would put the loop's first step before the stretch).
+        let after = BlockClock {
+            start_beat: start,
+            samples: clock.samples - split,
+            ..clock
+        };
+        BlockSpan {
+            first: BlockClock {
+                samples: split,
+                ..clock
+            },
+            wrap: Some((split, after)),
+        }
+    }
+
+    /// Song position of a sample offset in the block.
+    pub fn beat_at(&self, offset: u32) -> f64 {
+        match self.wrap {
+            Some((split, after)) if offset >= split => after.beat_at(offset - split),
+            _ => self.first.beat_at(offset),
+        }
+    }
+
+    /// The stretches of the block with the sample offset each begins at.
+    pub fn stretches(&self) -> impl Iterator<Item = (u32, BlockClock)> + '_ {
+        std::iter::once((0, self.first)).chain(self.wrap)
+    }
+}
+
 /// The first grid step at or after `beat`.
 pub fn step_at_or_after(beat: f64) -> i64 {
     (beat * STEPS_PER_QUARTER as f64 - STEP_EPSILON).ceil() as i64
@@ -71,5 +129,47 @@ mod tests {
         assert_eq!(c.offset_of_step(6), 12_000);
         assert_eq!(c.offset_of_step(100), 47_999);
         assert!((c.end_beat() - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_loop_ending_inside_a_block_wraps_at_its_sample() {
+        // 120 BPM at 48 kHz: 1/24000 beat per sample; the loop is beats 0–8.
+        let c = BlockClock {
+            playing: true,
+            start_beat: 8.0 - 100.0 / 24_000.0,
+            samples: 512,
+            beats_per_sample: 1.0 / 24_000.0,
+        };
+        let span = BlockSpan::new(c, Some((0.0, 8.0)));
+        let (split, after) = span.wrap.expect("the block crosses the loop end");
+        assert_eq!(split, 100);
+        assert_eq!(span.first.samples, 100);
+        assert!(after.start_beat.abs() < 1e-9 && after.samples == 412);
+        assert!((span.beat_at(99) - (8.0 - 1.0 / 24_000.0)).abs() < 1e-9);
+        assert!((span.beat_at(112) - 12.0 / 24_000.0).abs() < 1e-9);
+        // A loop end between two samples: the loop start plays at the first
+        // sample past it.
+        let odd = BlockClock {
+            start_beat: 8.0 - 100.5 / 24_000.0,
+            ..c
+        };
+        let (split, after) = BlockSpan::new(odd, Some((0.0, 8.0))).wrap.unwrap();
+        assert_eq!(split, 101);
+        assert_eq!(after.start_beat, 0.0);
+        assert_eq!(span.stretches().count(), 2);
+        // No loop, a loop ending elsewhere, or a stopped transport: one stretch.
+        for (clock, range) in [
+            (c, None),
+            (c, Some((0.0, 16.0))),
+            (
+                BlockClock {
+                    playing: false,
+                    ..c
+                },
+                Some((0.0, 8.0)),
+            ),
+        ] {
+            assert_eq!(BlockSpan::new(clock, range).wrap, None);
+        }
     }
 }

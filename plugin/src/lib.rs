@@ -24,9 +24,9 @@ pub mod take;
 pub mod window;
 pub mod worker;
 
-use grid_time::BlockClock;
+use grid_time::{BlockClock, BlockSpan};
 use params::CantorParams;
-use playback::{PlayEvent, Player, Schedule};
+use playback::{PassedNotes, PlayEvent, Player, Schedule};
 use shared::Shared;
 use window::Capture;
 use worker::{AudioLink, Worker};
@@ -63,6 +63,8 @@ pub struct Cantor {
     free_beat: f64,
     /// Set by `reset`/`activate`: release notes still sounding from before.
     release_pending: bool,
+    /// Input notes passed through and still held (audio thread).
+    passed: PassedNotes,
 }
 
 impl Default for Cantor {
@@ -79,6 +81,7 @@ impl Default for Cantor {
             sample_rate: 48_000.0,
             free_beat: 0.0,
             release_pending: false,
+            passed: PassedNotes::default(),
         }
     }
 }
@@ -173,7 +176,9 @@ impl Plugin for Cantor {
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
     const SAMPLE_ACCURATE_AUTOMATION: bool = false;
-    const INPUT_EVENT_CAPACITY: usize = 16_384;
+    /// A flood of 10,000 notes (on and off) in one block fits without the
+    /// wrapper growing its queue on the audio thread.
+    const INPUT_EVENT_CAPACITY: usize = 32_768;
 
     type Editor = nice_plug_egui::EguiEditor<editor::CantorEditor>;
     type SysExMessage = ();
@@ -232,6 +237,7 @@ impl Plugin for Cantor {
         let samples = buffer.samples() as u32;
         let fresh = self.take_schedules();
         let (clock, bar_start, bar_beats) = self.block_clock(context.transport(), samples);
+        let span = BlockSpan::new(clock, context.transport().loop_range_beats());
 
         self.block_events.clear();
         let events = &mut self.block_events;
@@ -243,12 +249,16 @@ impl Plugin for Cantor {
             });
             self.release_pending = false;
         }
-        self.player
-            .process(&self.schedule, &clock, fresh, &mut |o, e| {
-                if events.len() < events.capacity() {
-                    events.push((o, e));
-                }
-            });
+        for (from, stretch) in span.stretches() {
+            // After a wrap the player sees the jump back and releases first.
+            let fresh = fresh && from == 0;
+            self.player
+                .process(&self.schedule, &stretch, fresh, &mut |o, e| {
+                    if events.len() < events.capacity() {
+                        events.push((from + o, e));
+                    }
+                });
+        }
 
         // Input: captured for the worker, passed through if asked, merged in
         // time order with what Cantor plays.
@@ -261,48 +271,73 @@ impl Plugin for Cantor {
                 let _ = context.try_send_event(to_note_event(o, e));
                 next += 1;
             }
-            let capture = match event {
+            let beat = span.beat_at(timing);
+            let (capture, pass) = match event {
                 NoteEvent::NoteOn {
+                    channel,
                     key: Key::Number(pitch),
                     velocity,
                     ..
-                } => Some(Capture::NoteOn {
-                    beat: clock.beat_at(timing),
-                    pitch,
-                    velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
-                }),
+                } => (
+                    Some(Capture::NoteOn {
+                        beat,
+                        pitch,
+                        velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
+                    }),
+                    self.passed
+                        .note_on(channel.number().unwrap_or(0), pitch, pass_through),
+                ),
                 NoteEvent::NoteOff {
+                    channel,
                     key: Key::Number(pitch),
                     ..
-                } => Some(Capture::NoteOff {
-                    beat: clock.beat_at(timing),
-                    pitch,
-                }),
-                _ => None,
+                } => (
+                    Some(Capture::NoteOff { beat, pitch }),
+                    self.passed
+                        .note_off(channel.number().unwrap_or(0), pitch, pass_through),
+                ),
+                // CLAP's "every key" note-off.
+                NoteEvent::NoteOff {
+                    channel,
+                    key: Key::Wildcard,
+                    ..
+                } => {
+                    if let Some(link) = self.link.as_mut() {
+                        link.release_all(beat);
+                    }
+                    (None, self.passed.all_off(channel.number(), pass_through))
+                }
+                _ => (None, pass_through),
             };
             if let (Some(c), Some(link)) = (capture, self.link.as_mut()) {
-                // A full queue drops the capture, never blocks.
-                let _ = link.captures.push(c);
+                // Never blocks; a flood drops whole notes, never their ends.
+                link.capture(c);
             }
-            if pass_through {
+            if pass {
                 let _ = context.try_send_event(event);
             }
         }
         for &(o, e) in &self.block_events[next..] {
             let _ = context.try_send_event(to_note_event(o, e));
         }
-        self.shared.set_playhead(
-            clock.start_beat,
-            clock.playing,
-            clock.beats_per_sample * 60.0 * self.sample_rate,
-        );
-        if let Some(link) = self.link.as_mut() {
-            let _ = link.captures.push(Capture::Playhead {
-                beat: clock.start_beat,
-                playing: clock.playing || context.transport().pos_beats().is_none(),
-                bar_start_beat: bar_start,
-                bar_beats,
-            });
+        let playing = clock.playing || context.transport().pos_beats().is_none();
+        for (_, stretch) in span.stretches() {
+            // The bar grid of the host's current bar, carried over a wrap.
+            let bar =
+                bar_start + ((stretch.start_beat - bar_start) / bar_beats).floor() * bar_beats;
+            self.shared.set_playhead(
+                stretch.start_beat,
+                stretch.playing,
+                stretch.beats_per_sample * 60.0 * self.sample_rate,
+            );
+            if let Some(link) = self.link.as_mut() {
+                link.capture(Capture::Playhead {
+                    beat: stretch.start_beat,
+                    playing,
+                    bar_start_beat: bar,
+                    bar_beats,
+                });
+            }
         }
         ProcessStatus::KeepAlive
     }

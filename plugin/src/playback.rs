@@ -261,6 +261,49 @@ impl Player {
     }
 }
 
+/// Input notes passed through to the output and not yet released, per
+/// channel and key, so that a note-off is passed for every note-on that
+/// was, even when pass-through is switched off while the key is down (the
+/// instrument after Cantor would otherwise hold that note for good).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassedNotes {
+    held: [u128; 16],
+}
+
+impl PassedNotes {
+    /// Whether an incoming note-on is passed on, given the pass-through
+    /// setting; remembers it if so.
+    pub fn note_on(&mut self, channel: u8, pitch: u8, pass_through: bool) -> bool {
+        if pass_through {
+            self.held[usize::from(channel & 0xf)] |= 1u128 << (pitch & 0x7f);
+        }
+        pass_through
+    }
+
+    /// Whether an incoming note-off is passed on: with pass-through on, or
+    /// when its note-on was.
+    pub fn note_off(&mut self, channel: u8, pitch: u8, pass_through: bool) -> bool {
+        let held = &mut self.held[usize::from(channel & 0xf)];
+        let bit = 1u128 << (pitch & 0x7f);
+        let was_passed = *held & bit != 0;
+        *held &= !bit;
+        pass_through || was_passed
+    }
+
+    /// An every-key note-off on `channel` (every channel when `None`):
+    /// whether it is passed on (pass-through on, or a passed note held).
+    pub fn all_off(&mut self, channel: Option<u8>, pass_through: bool) -> bool {
+        let mut any = false;
+        for (c, held) in self.held.iter_mut().enumerate() {
+            if channel.is_none_or(|ch| usize::from(ch & 0xf) == c) {
+                any |= *held != 0;
+                *held = 0;
+            }
+        }
+        pass_through || any
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +547,27 @@ mod tests {
         let c = clock(17.5 / 4.0 + 512.0 * 2.0 / 48_000.0, 512, 120.0, 48_000.0);
         player.process(&schedule, &c, true, &mut |o, e| out.push((o, e)));
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_passed_note_is_released_after_pass_through_is_switched_off() {
+        let mut passed = PassedNotes::default();
+        assert!(passed.note_on(0, 60, true));
+        assert!(passed.note_on(1, 60, true));
+        // Pass-through off while both keys are down: no new note gets out,
+        // both held ones are released, each once.
+        assert!(!passed.note_on(0, 64, false));
+        assert!(passed.note_off(0, 60, false));
+        assert!(!passed.note_off(0, 60, false));
+        assert!(!passed.note_off(0, 64, false));
+        assert!(passed.note_off(1, 60, false));
+        // With pass-through on every note-off passes (the host's own
+        // notes, whatever Cantor saw of their starts).
+        assert!(passed.note_off(2, 70, true));
+        // An every-key note-off releases what was passed on its channel.
+        assert!(passed.note_on(3, 50, true));
+        assert!(!passed.all_off(Some(4), false));
+        assert!(passed.all_off(Some(3), false));
+        assert!(!passed.all_off(None, false));
     }
 }

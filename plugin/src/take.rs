@@ -12,11 +12,11 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use cantor_engine::grid::{Score, TimeSignature, Voice};
-use cantor_engine::{compose, CantorError, Mask, Problem, ScoreModel};
+use cantor_engine::{CantorError, Mask, Problem, ScoreModel};
 use serde::{Deserialize, Serialize};
 
 use crate::composer::{
-    melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
+    compose_in_range, melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
 };
 use crate::params::Mode;
 use crate::window::{Bar, HeardNote, Window};
@@ -147,9 +147,9 @@ pub(crate) fn set_generated(
     }
 }
 
-/// The take over `span` as a score: the heard melody (folded into the
-/// soprano range, as the model hears it) and the composed voices; rests
-/// where nothing is.
+/// The take over `span` as a score: the heard melody (its top line, in the
+/// register it was played in) and the composed voices; rests where nothing
+/// is.
 pub fn take_score(
     window: &Window,
     composition: &Composition,
@@ -309,7 +309,7 @@ pub fn regenerate(
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
     let problem = Problem::new(score, mask, constraints)?;
     observer.origin(span.start);
-    let out = compose(model, &problem, &settings.sampler, observer)?.score;
+    let out = compose_in_range(model, &problem, &settings.sampler, observer)?;
     let mut changes = Vec::new();
     for (at, step) in span.enumerate() {
         for voice in Voice::ALL {

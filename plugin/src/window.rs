@@ -138,7 +138,21 @@ impl Window {
                 bar_start_beat,
                 bar_beats,
             } => {
-                if !playing || bar_beats <= 0.0 {
+                if !playing {
+                    // Stopped: the bar heard to its end is a take, a bar
+                    // heard in part is not (the next full pass replaces it
+                    // with what it hears alone).
+                    let mut dirty = false;
+                    if let Some((cur, cur_len, last_seen)) = self.current {
+                        if last_seen >= cur + cur_len - 2 {
+                            dirty = self.commit(cur, max_bars, true);
+                        }
+                    }
+                    self.current = None;
+                    self.pass.clear();
+                    return dirty;
+                }
+                if bar_beats <= 0.0 {
                     return false;
                 }
                 let step = nearest_step(beat);
@@ -147,10 +161,13 @@ impl Window {
                 let mut dirty = false;
                 if let Some((cur, cur_len, last_seen)) = self.current {
                     if cur != start {
-                        // The playhead left a bar: commit it if it was heard to its end.
+                        // The playhead left a bar: commit it if it was heard
+                        // to its end; a jump away mid-bar forgets the part.
                         let heard_to_end = last_seen >= cur + cur_len - 2 || start == cur + cur_len;
                         if heard_to_end {
                             dirty |= self.commit(cur, max_bars, true);
+                        } else {
+                            self.pass.remove(&cur);
                         }
                     }
                 }
@@ -480,5 +497,43 @@ mod tests {
         let bar = &w.bars[&0];
         assert_eq!(bar.melody.len(), 2);
         assert!(bar.dirty && !bar.adopted);
+    }
+
+    #[test]
+    fn a_bar_heard_in_part_is_forgotten_not_mixed_into_the_next_pass() {
+        let mut w = Window::default();
+        let take = [(0.0, 2.0, 72), (2.0, 4.0, 74)];
+        assert!(play(&mut w, &take, 0.0, 4.25));
+        w.mark_clean(&[0]);
+        // Half a bar of something else, then the transport stops.
+        play(&mut w, &[(0.0, 1.0, 60), (1.0, 1.5, 62)], 0.0, 2.0);
+        let stopped = Capture::Playhead {
+            beat: 2.0,
+            playing: false,
+            bar_start_beat: 0.0,
+            bar_beats: 4.0,
+        };
+        assert!(!w.take(stopped, 8));
+        // The same bar again, played through: its melody is this pass alone.
+        let again = [(0.0, 2.0, 72), (2.0, 4.0, 76)];
+        assert!(play(&mut w, &again, 0.0, 4.25));
+        let pitches: Vec<u8> = w.bars[&0].melody.iter().map(|n| n.pitch).collect();
+        assert_eq!(pitches, [72, 76]);
+        // A jump away mid-bar forgets that part too.
+        w.mark_clean(&[0]);
+        play(&mut w, &[(0.0, 1.0, 65)], 0.0, 1.5);
+        play(&mut w, &[], 32.0, 32.5);
+        assert!(!play(&mut w, &again, 0.0, 4.25), "the bar did not change");
+        // Stopping right at the end of a bar keeps that bar.
+        let last = [(4.0, 6.0, 67), (6.0, 7.75, 69)];
+        play(&mut w, &last, 4.0, 8.0);
+        let at_end = Capture::Playhead {
+            beat: 7.9,
+            playing: false,
+            bar_start_beat: 4.0,
+            bar_beats: 4.0,
+        };
+        assert!(w.take(at_end, 8));
+        assert_eq!(w.bars[&16].melody.len(), 2);
     }
 }

@@ -29,6 +29,9 @@ use crate::window::{Capture, Window};
 /// Capture messages the queue holds; a flood beyond this is dropped by the
 /// audio thread (the window keeps what it had).
 pub const CAPTURE_CAPACITY: usize = 8192;
+/// Queue slots kept for the note-offs of notes whose note-on went through
+/// (one per key at most): a flood can drop notes, never just their ends.
+const OFF_RESERVE: usize = 128;
 /// Schedules in flight each way.
 const SCHEDULE_CAPACITY: usize = 4;
 /// How long the worker sleeps when idle.
@@ -39,6 +42,47 @@ pub struct AudioLink {
     pub captures: rtrb::Producer<Capture>,
     pub schedules: rtrb::Consumer<Box<Schedule>>,
     pub retired: rtrb::Producer<Box<Schedule>>,
+    /// Keys whose note-on reached the window and whose note-off has not:
+    /// their note-offs always go through (see [`AudioLink::capture`]).
+    sounding: u128,
+}
+
+impl AudioLink {
+    /// Sends a capture to the worker without blocking. When the queue is
+    /// nearly full (a flood the worker has not caught up with) note-ons and
+    /// playheads are dropped first, keeping room for the note-off of every
+    /// note the window was told of, so no key is left held in the window;
+    /// the note-off of a dropped note-on is dropped with it. Returns
+    /// whether the capture was sent.
+    pub fn capture(&mut self, capture: Capture) -> bool {
+        let room = self.captures.slots();
+        let send = match capture {
+            Capture::NoteOff { pitch, .. } => self.sounding & key_bit(pitch) != 0,
+            Capture::NoteOn { .. } | Capture::Playhead { .. } => room > OFF_RESERVE,
+        };
+        if !send || self.captures.push(capture).is_err() {
+            return false;
+        }
+        match capture {
+            Capture::NoteOn { pitch, .. } => self.sounding |= key_bit(pitch),
+            Capture::NoteOff { pitch, .. } => self.sounding &= !key_bit(pitch),
+            Capture::Playhead { .. } => {}
+        }
+        true
+    }
+
+    /// An every-key note-off: ends each note the window was told of.
+    pub fn release_all(&mut self, beat: f64) {
+        for pitch in 0..128u8 {
+            if self.sounding & key_bit(pitch) != 0 {
+                self.capture(Capture::NoteOff { beat, pitch });
+            }
+        }
+    }
+}
+
+fn key_bit(pitch: u8) -> u128 {
+    1u128 << (pitch & 0x7f)
 }
 
 /// The worker's ends of the queues.
@@ -58,6 +102,7 @@ pub fn link() -> (AudioLink, WorkerLink) {
             captures: cp,
             schedules: sc,
             retired: rp,
+            sounding: 0,
         },
         WorkerLink {
             captures: cc,
@@ -95,6 +140,28 @@ pub fn inference_pool() -> Option<rayon::ThreadPool> {
         .thread_name(|_| "cantor-inference".into())
         .build()
         .ok()
+}
+
+/// Where the worker runs the model: the GPU when this build has a GPU
+/// backend (`--features cuda` or `metal`) and the machine has the device,
+/// else the CPU — with, in a GPU build, why the GPU is not used (shown in
+/// the editor's status line).
+pub fn inference_device() -> (cantor_engine::Device, Option<String>) {
+    if !cfg!(any(feature = "cuda", feature = "metal")) {
+        return (cantor_engine::Device::Cpu, None);
+    }
+    let backend = if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "metal"
+    };
+    match select_device(backend) {
+        Ok(device) => (device, None),
+        Err(e) => (
+            cantor_engine::Device::Cpu,
+            Some(format!("running on the CPU: {e}")),
+        ),
+    }
 }
 
 impl Worker {
@@ -206,13 +273,12 @@ impl WorkerState {
     }
 
     fn load_default_model(&mut self) {
-        let device = if cfg!(any(feature = "cuda", feature = "metal")) {
-            select_device("auto").unwrap_or(cantor_engine::Device::Cpu)
-        } else {
-            cantor_engine::Device::Cpu
-        };
+        let (device, no_gpu) = inference_device();
         match shipped::load(&device) {
-            Ok(model) => self.set_model(model),
+            Ok(model) => {
+                self.set_model(model);
+                status!(self).message = no_gpu;
+            }
             Err(e) => status!(self).error = Some(e.to_string()),
         }
     }
@@ -417,24 +483,38 @@ impl WorkerState {
         changed
     }
 
+    /// Takes one capture into the window; true when it changed what is
+    /// (being) composed, so a composition under way is cancelled.
     fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
-        // New input where an answer is playing: the player goes on, the
-        // answer stops (freshest input wins).
-        if let (Capture::NoteOn { beat, .. }, Some((start, _))) =
-            (capture, &self.composition.answer)
-        {
-            if crate::grid_time::nearest_step(beat) >= *start && !self.answer_kept() {
-                self.composition.answer = None;
-                self.publish();
+        let mut superseded = false;
+        // New input where an answer plays, or is being composed: the
+        // player goes on, the answer stops (freshest input wins).
+        if let Capture::NoteOn { beat, .. } = capture {
+            let step = crate::grid_time::nearest_step(beat);
+            if !self.answer_kept() {
+                if self
+                    .composition
+                    .answer
+                    .as_ref()
+                    .is_some_and(|(start, _)| step >= *start)
+                {
+                    self.composition.answer = None;
+                    self.publish();
+                }
+                if self.pending_answer.is_some_and(|at| step >= at) {
+                    self.pending_answer = None;
+                    superseded = true;
+                }
             }
         }
         let dirty = self.window.take(capture, max_bars);
         if let Some(at) = self.window.take_phrase_end() {
             if self.params.mode.value() == Mode::Continue && !self.answer_kept() {
+                superseded |= self.pending_answer.is_some_and(|p| p != at);
                 self.pending_answer = Some(at);
             }
         }
-        dirty
+        dirty || superseded
     }
 
     /// Notices parameter changes: composing ones regenerate, output ones
@@ -485,6 +565,7 @@ impl WorkerState {
         let started = Instant::now();
         let mode = self.params.mode.value();
         let answer_kept = self.answer_kept();
+        let asked = self.pending_answer;
         // Compose from a snapshot; the observer keeps taking captures into
         // the live window and cancels when a bar changes.
         let snapshot = self.window.clone();
@@ -520,7 +601,13 @@ impl WorkerState {
         let user_cancel = observer.user_cancel;
         self.model = Some(model);
         let (mut status, ms) = self.finished(started);
+        // Playing resumed (or a new phrase ended) after the last noise level:
+        // this answer is not wanted any more.
+        let stale = mode == Mode::Continue && asked.is_some() && self.pending_answer != asked;
         match result {
+            Ok(()) if stale => {
+                status.cancelled += 1;
+            }
             Ok(()) => {
                 status.generations += 1;
                 status.last_ms = ms;
@@ -691,5 +778,85 @@ impl Observer for Watch<'_> {
 impl Watcher for Watch<'_> {
     fn origin(&mut self, origin: i64) {
         self.origin = origin;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_drops_whole_notes_never_their_ends() {
+        let (mut audio, mut worker) = link();
+        // 10,000 notes in one block, keys cycling, each ended a little later,
+        // with nothing drained: far more than the queue holds.
+        let mut sent_ons = 0;
+        for i in 0..10_000u32 {
+            let pitch = (i % 97) as u8 + 20;
+            let beat = i as f64 * 1e-4;
+            sent_ons += usize::from(audio.capture(Capture::NoteOn {
+                beat,
+                pitch,
+                velocity: 80,
+            }));
+            if i >= 8 {
+                let pitch = ((i - 8) % 97) as u8 + 20;
+                audio.capture(Capture::NoteOff { beat, pitch });
+            }
+        }
+        for i in 9_992..10_000u32 {
+            let pitch = (i % 97) as u8 + 20;
+            audio.capture(Capture::NoteOff { beat: 1.0, pitch });
+        }
+        assert!(
+            sent_ons > 1000 && sent_ons < 10_000,
+            "{sent_ons} note-ons sent"
+        );
+        // What the worker receives: every note-on it saw is ended.
+        let mut held = [false; 128];
+        let (mut ons, mut offs) = (0, 0);
+        while let Ok(c) = worker.captures.pop() {
+            match c {
+                Capture::NoteOn { pitch, .. } => {
+                    held[pitch as usize] = true;
+                    ons += 1;
+                }
+                Capture::NoteOff { pitch, .. } => {
+                    assert!(held[pitch as usize], "a note-off without its note-on");
+                    held[pitch as usize] = false;
+                    offs += 1;
+                }
+                Capture::Playhead { .. } => {}
+            }
+        }
+        assert_eq!(ons, sent_ons);
+        assert_eq!(offs, ons);
+        assert!(held.iter().all(|h| !h), "keys left held");
+        // And the queue works again once drained.
+        assert!(audio.capture(Capture::NoteOn {
+            beat: 2.0,
+            pitch: 60,
+            velocity: 80
+        }));
+    }
+
+    #[test]
+    fn an_every_key_note_off_ends_what_the_window_holds() {
+        let (mut audio, mut worker) = link();
+        for pitch in [60, 64, 67] {
+            audio.capture(Capture::NoteOn {
+                beat: 0.0,
+                pitch,
+                velocity: 80,
+            });
+        }
+        audio.release_all(1.0);
+        let offs: Vec<u8> = std::iter::from_fn(|| worker.captures.pop().ok())
+            .filter_map(|c| match c {
+                Capture::NoteOff { pitch, .. } => Some(pitch),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offs, [60, 64, 67]);
     }
 }

@@ -13,6 +13,7 @@ fn transport(beat: f64) -> Transport {
         tempo: 120.0,
         numerator: 4,
         denominator: 4,
+        looping: None,
     }
 }
 

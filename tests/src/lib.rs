@@ -116,6 +116,8 @@ pub struct Transport {
     pub tempo: f64,
     pub numerator: u16,
     pub denominator: u16,
+    /// The host's loop (start, end in beats) when looping is on.
+    pub looping: Option<(f64, f64)>,
 }
 
 /// A loaded, active, processing Cantor instance.
@@ -160,6 +162,23 @@ impl Cantor {
             max_block,
             position: 0,
         }
+    }
+
+    /// Deactivates and reactivates the plugin with the same configuration,
+    /// as a host does when it restarts its audio engine.
+    pub fn restart(&mut self) {
+        let stopped = self.processor.take().expect("processing").stop_processing();
+        self.instance.deactivate(stopped);
+        let config = PluginAudioConfiguration {
+            sample_rate: self.sample_rate,
+            min_frames_count: 1,
+            max_frames_count: self.max_block,
+        };
+        let stopped = self
+            .instance
+            .activate(|_, _| (), config)
+            .expect("reactivates");
+        self.processor = Some(stopped.start_processing().expect("starts processing"));
     }
 
     /// Processes one block of `frames` samples; returns what the plugin sent.
@@ -278,15 +297,41 @@ impl Cantor {
         tempo: f64,
         block: u32,
     ) -> Vec<OutNote> {
-        let beats_per_sample = tempo / 60.0 / self.sample_rate;
-        let total = (loop_beats / beats_per_sample).round() as u64;
         let start = self.position;
+        self.play_pass_with(melody, loop_beats, block, (4, 4), |_| tempo)
+            .into_iter()
+            .map(|(_, mut n)| {
+                n.sample -= start;
+                n
+            })
+            .collect()
+    }
+
+    /// Plays `melody` once from beat 0 over `loop_beats` in `meter`, in
+    /// blocks of `block` samples, each block at the tempo `tempo_at` gives
+    /// for its first beat (a host's tempo changes land on block starts).
+    /// Returns the output, each note with its song position in beats: its
+    /// block's start beat plus its offset at that block's tempo, which is
+    /// how a host maps the plugin's events to the timeline.
+    pub fn play_pass_with(
+        &mut self,
+        melody: &[(f64, f64, u16)],
+        loop_beats: f64,
+        block: u32,
+        meter: (u16, u16),
+        tempo_at: impl Fn(f64) -> f64,
+    ) -> Vec<(f64, OutNote)> {
         let mut out = Vec::new();
-        let mut done = 0u64;
-        while done < total {
-            let frames = block.min((total - done) as u32);
-            let beat = done as f64 * beats_per_sample;
-            let end = (done + frames as u64) as f64 * beats_per_sample;
+        let mut beat = 0.0;
+        loop {
+            let tempo = tempo_at(beat);
+            let beats_per_sample = tempo / 60.0 / self.sample_rate;
+            let left = ((loop_beats - beat) / beats_per_sample).round();
+            if left < 1.0 {
+                break;
+            }
+            let frames = block.min(left as u32);
+            let end = beat + frames as f64 * beats_per_sample;
             let mut notes = Vec::new();
             for &(on, off, key) in melody {
                 for (at, is_on) in [(on, true), (off, false)] {
@@ -312,14 +357,16 @@ impl Cantor {
                 playing: true,
                 beat,
                 tempo,
-                numerator: 4,
-                denominator: 4,
+                numerator: meter.0,
+                denominator: meter.1,
+                looping: None,
             };
-            out.extend(self.process(frames, &notes, Some(transport)));
-            done += frames as u64;
-        }
-        for n in &mut out {
-            n.sample -= start;
+            let block_start = self.position;
+            for n in self.process(frames, &notes, Some(transport)) {
+                let at = beat + (n.sample - block_start) as f64 * beats_per_sample;
+                out.push((at, n));
+            }
+            beat = end;
         }
         out
     }
@@ -385,6 +432,10 @@ fn transport_event(t: Transport) -> TransportEvent {
     if t.playing {
         flags |= TransportFlags::IS_PLAYING;
     }
+    if t.looping.is_some() {
+        flags |= TransportFlags::IS_LOOP_ACTIVE;
+    }
+    let (loop_start, loop_end) = t.looping.unwrap_or((0.0, 0.0));
     TransportEvent {
         header: EventHeader::new_core(0, EventFlags::empty()),
         flags,
@@ -392,13 +443,97 @@ fn transport_event(t: Transport) -> TransportEvent {
         song_pos_seconds: SecondsTime::from_float(t.beat * 60.0 / t.tempo),
         tempo: t.tempo,
         tempo_inc: 0.0,
-        loop_start_beats: BeatTime::from_int(0),
-        loop_end_beats: BeatTime::from_int(0),
-        loop_start_seconds: SecondsTime::from_int(0),
-        loop_end_seconds: SecondsTime::from_int(0),
+        loop_start_beats: BeatTime::from_float(loop_start),
+        loop_end_beats: BeatTime::from_float(loop_end),
+        loop_start_seconds: SecondsTime::from_float(loop_start * 60.0 / t.tempo),
+        loop_end_seconds: SecondsTime::from_float(loop_end * 60.0 / t.tempo),
         bar_start: BeatTime::from_float(bar_start),
         bar_number: (t.beat / bar_beats).floor() as i32,
         time_signature_numerator: t.numerator,
         time_signature_denominator: t.denominator,
     }
+}
+
+/// A note of the composition saved in a state: grid steps (16ths from song
+/// position zero), key, and the output channel of its voice (S A T B on
+/// channels 0–3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ComposedNote {
+    pub start: i64,
+    pub end: i64,
+    pub key: u16,
+    pub channel: u16,
+}
+
+/// The alto, tenor and bass notes of the harmony in a saved state, read
+/// from its cells (pitch onsets, holds and rests per voice), with adjacent
+/// bars joined so a note held over a bar line is one note: what the plugin
+/// should play.
+pub fn composed_harmony(state: &serde_json::Value) -> Vec<ComposedNote> {
+    let session: serde_json::Value = serde_json::from_str(
+        state["fields"]["session"]
+            .as_str()
+            .expect("a saved session"),
+    )
+    .expect("session JSON");
+    let harmony = session["composition"]["harmony"]
+        .as_object()
+        .expect("a harmony map");
+    let mut bars: Vec<(i64, &Vec<serde_json::Value>)> = harmony
+        .iter()
+        .map(|(start, cells)| {
+            (
+                start.parse().expect("a bar start"),
+                cells.as_array().expect("cells"),
+            )
+        })
+        .collect();
+    bars.sort_by_key(|(start, _)| *start);
+    let mut notes = Vec::new();
+    for voice in 1..4usize {
+        // (start, key) of the note sounding, and the step after the last cell.
+        let mut sounding: Option<(i64, u16)> = None;
+        let mut next_step: Option<i64> = None;
+        for (start, cells) in &bars {
+            if next_step != Some(*start) {
+                if let (Some((on, key)), Some(end)) = (sounding.take(), next_step) {
+                    notes.push(ComposedNote {
+                        start: on,
+                        end,
+                        key,
+                        channel: voice as u16,
+                    });
+                }
+            }
+            for (i, cell) in cells.iter().enumerate() {
+                let step = start + i as i64;
+                let token = &cell[voice];
+                let pitch = token.get("Pitch").and_then(|p| p.as_u64());
+                if pitch.is_some() || token == "Rest" {
+                    if let Some((on, key)) = sounding.take() {
+                        notes.push(ComposedNote {
+                            start: on,
+                            end: step,
+                            key,
+                            channel: voice as u16,
+                        });
+                    }
+                }
+                if let Some(p) = pitch {
+                    sounding = Some((step, p as u16));
+                }
+            }
+            next_step = Some(start + cells.len() as i64);
+        }
+        if let (Some((on, key)), Some(end)) = (sounding, next_step) {
+            notes.push(ComposedNote {
+                start: on,
+                end,
+                key,
+                channel: voice as u16,
+            });
+        }
+    }
+    notes.sort();
+    notes
 }

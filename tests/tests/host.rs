@@ -1,14 +1,16 @@
 //! Cantor.clap in a real CLAP host: a melody looped through `process()` comes
 //! back harmonized, on the grid, under the melody, with the melody
 //! untouched; saved state plays again at other sample rates and block sizes;
-//! floods, missing transports, jumps and stops leave no stuck notes. The
+//! the harmony plays exactly the saved composition's notes on their grid
+//! steps through tempo changes and in 3/4; floods, missing transports,
+//! jumps and stops leave no stuck notes. The
 //! bundle is the debug build with `assert_process_allocs`: an allocation or
 //! free on the audio thread aborts this test binary.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cantor_host_tests::{Cantor, InNote, OutNote, Transport};
+use cantor_host_tests::{composed_harmony, Cantor, ComposedNote, InNote, OutNote, Transport};
 
 const TEMPO: f64 = 120.0;
 
@@ -32,6 +34,7 @@ fn playing(beat: f64) -> Transport {
         tempo: TEMPO,
         numerator: 4,
         denominator: 4,
+        looping: None,
     }
 }
 
@@ -328,4 +331,317 @@ fn continue_mode_answers_a_phrase_that_stops_at_a_bar_line() {
     }
     all.extend(answer);
     stop_and_check_released(&mut c, &all);
+}
+
+/// The harmony of one pass as (grid step, on, channel, key), each event
+/// checked to fall on its 16th within one sample at the tempo there.
+fn harmony_steps(
+    c: &Cantor,
+    played: &[(f64, OutNote)],
+    tempo_at: impl Fn(f64) -> f64,
+) -> Vec<(i64, bool, u16, u16)> {
+    let mut events: Vec<(i64, bool, u16, u16)> = played
+        .iter()
+        .filter(|(_, n)| n.channel != 0)
+        .map(|(beat, n)| {
+            let samples_per_step = c.sample_rate * 60.0 / tempo_at(*beat) / 4.0;
+            let step = beat * 4.0;
+            assert!(
+                (step - step.round()).abs() * samples_per_step <= 1.0,
+                "{n:?} at beat {beat} is off the grid"
+            );
+            (step.round() as i64, n.on, n.channel, n.key)
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+/// What a pass over steps `0..steps` must play: every composed note's start,
+/// and its end when the pass reaches it (ends at step 0 are the previous
+/// pass's, released by the jump back to the loop start).
+fn expected_steps(composed: &[ComposedNote], steps: i64) -> Vec<(i64, bool, u16, u16)> {
+    let mut events = Vec::new();
+    for n in composed.iter().filter(|n| n.start < steps) {
+        events.push((n.start, true, n.channel, n.key));
+        if n.end < steps {
+            events.push((n.end, false, n.channel, n.key));
+        }
+    }
+    events.sort();
+    events
+}
+
+#[test]
+fn harmony_plays_the_saved_composition_note_for_note_through_tempo_changes() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut everything = loop_until_harmonized(&mut c, 512);
+    let composed = composed_harmony(&Cantor::state_json(&c.save_state()));
+    assert!(composed.len() >= 6, "{composed:?}");
+    let want = expected_steps(&composed, 32);
+    // A tempo change at the second bar (120 → 84 BPM), and a ramp that
+    // changes the tempo every block, in odd-sized blocks.
+    let step_change = |beat: f64| if beat < 4.0 { 120.0 } else { 84.0 };
+    let ramp = |beat: f64| 90.0 + 7.5 * beat;
+    for (name, block, tempo) in [
+        ("step change", 333u32, &step_change as &dyn Fn(f64) -> f64),
+        ("ramp", 97, &ramp),
+    ] {
+        let played = c.play_pass_with(&MELODY, LOOP_BEATS, block, (4, 4), tempo);
+        // Note-offs on the loop's ends belong to the jump back (the last
+        // block may end a fraction of a sample past beat 8).
+        let got: Vec<_> = harmony_steps(&c, &played, tempo)
+            .into_iter()
+            .filter(|(step, on, _, _)| *on || (*step > 0 && *step < 32))
+            .collect();
+        assert_eq!(
+            got, want,
+            "{name}: the harmony played is not the composition"
+        );
+        everything.extend(played.into_iter().map(|(_, n)| n));
+    }
+    stop_and_check_released(&mut c, &everything);
+}
+
+#[test]
+fn a_melody_in_three_four_is_harmonized_bar_by_bar() {
+    // Two bars of 3/4 at 100 BPM.
+    let waltz = [
+        (0.0, 1.0, 67u16),
+        (1.0, 2.0, 71),
+        (2.0, 3.0, 74),
+        (3.0, 4.0, 72),
+        (4.0, 5.0, 71),
+        (5.0, 6.0, 67),
+    ];
+    let tempo = |_: f64| 100.0;
+    let mut c = Cantor::new(44_100.0, 256);
+    let mut composed = Vec::new();
+    let mut everything: Vec<OutNote> = Vec::new();
+    for _ in 0..60 {
+        let played = c.play_pass_with(&waltz, 6.0, 256, (3, 4), tempo);
+        everything.extend(played.into_iter().map(|(_, n)| n));
+        composed = composed_harmony(&Cantor::state_json(&c.save_state()));
+        let bars: std::collections::BTreeSet<i64> =
+            composed.iter().map(|n| n.start.div_euclid(12)).collect();
+        if bars.contains(&0) && bars.contains(&1) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Bars of 12 sixteenths: the saved harmony is keyed by 3/4 bars.
+    let state = Cantor::state_json(&c.save_state());
+    let session: serde_json::Value =
+        serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+    let starts: Vec<&String> = session["composition"]["harmony"]
+        .as_object()
+        .expect("harmony")
+        .keys()
+        .collect();
+    assert_eq!(starts, ["0", "12"], "{session}");
+    let played = c.play_pass_with(&waltz, 6.0, 256, (3, 4), tempo);
+    let got: Vec<_> = harmony_steps(&c, &played, tempo)
+        .into_iter()
+        .filter(|(step, on, _, _)| *on || (*step > 0 && *step < 24))
+        .collect();
+    assert_eq!(got, expected_steps(&composed, 24));
+    everything.extend(played.into_iter().map(|(_, n)| n));
+    stop_and_check_released(&mut c, &everything);
+}
+
+/// Plays from `from` to `to` (beats, 4/4 at [`TEMPO`]) in blocks of up to
+/// 512 samples on the song's own sample grid (so consecutive spans meet
+/// exactly), sending the note-ons and note-offs of `notes` ((on, off, key)
+/// in beats) that fall in each block.
+fn play_span(c: &mut Cantor, from: f64, to: f64, notes: &[(f64, f64, u16)]) -> Vec<OutNote> {
+    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
+    let sample_of = |beat: f64| (beat / beats_per_sample).round() as u64;
+    let mut out = Vec::new();
+    let (mut at, end) = (sample_of(from), sample_of(to));
+    while at < end {
+        let frames = 512.min(end - at) as u32;
+        let mut events = Vec::new();
+        for &(on, off, key) in notes {
+            for (beat, is_on) in [(on, true), (off, false)] {
+                let sample = sample_of(beat);
+                if (at..at + frames as u64).contains(&sample) {
+                    events.push(InNote {
+                        offset: (sample - at) as u32,
+                        on: is_on,
+                        key,
+                    });
+                }
+            }
+        }
+        let beat = at as f64 * beats_per_sample;
+        out.extend(c.process(frames, &events, Some(playing(beat))));
+        at += frames as u64;
+    }
+    out
+}
+
+fn answer_start(c: &mut Cantor) -> Option<i64> {
+    let state = Cantor::state_json(&c.save_state());
+    let session: serde_json::Value =
+        serde_json::from_str(state["fields"]["session"].as_str().unwrap()).unwrap();
+    session["composition"]["answer"][0].as_i64()
+}
+
+#[test]
+fn playing_on_after_a_phrase_withdraws_its_answer() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut json = Cantor::state_json(&c.save_state());
+    json["params"]["mode"] = serde_json::json!({ "string": "continue" });
+    c.load_state(&Cantor::frame_state(&json));
+    // A bar of melody that stops at the bar line (an answer is asked for
+    // at step 16), and an eighth later the musician plays on through bar 2,
+    // holding its last note over the next bar line, and stops in bar 3.
+    let phrase = [
+        (0.0, 1.0, 67u16),
+        (1.0, 2.0, 71),
+        (2.0, 3.0, 74),
+        (3.0, 3.9, 72),
+    ];
+    let more = [
+        (4.5, 5.0, 74u16),
+        (5.0, 6.0, 72),
+        (6.0, 7.0, 71),
+        (7.0, 8.5, 69),
+        (8.5, 9.0, 67),
+        (9.0, 11.8, 67),
+    ];
+    let mut all = play_span(&mut c, 0.0, 4.1, &phrase);
+    // The worker starts composing the answer; the next note comes while it
+    // does (bar 2 is not over, so bar 1 is still the phrase to answer).
+    std::thread::sleep(Duration::from_millis(20));
+    all.extend(play_span(&mut c, 4.1, 6.0, &more));
+    // Long enough for the withdrawn answer to have been composed and sent.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(answer_start(&mut c), None, "the answer to bar 1 was kept");
+    // When the musician stops at a bar line, the answer comes after it.
+    all.extend(play_span(&mut c, 6.0, 12.5, &more));
+    let answered = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        answer_start(&mut c)
+    });
+    assert_eq!(answered, Some(48), "no answer after the longer phrase");
+    stop_and_check_released(&mut c, &all);
+}
+
+#[test]
+fn notes_sounding_at_deactivation_are_released_when_processing_resumes() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut all = loop_until_harmonized(&mut c, 512);
+    // Into the first bar, where the harmony sounds.
+    all.extend(pass_fragment(&mut c, 2.1, 512));
+    let mut balance: BTreeMap<(u16, u16), i32> = BTreeMap::new();
+    for n in all.iter().filter(|n| n.channel != 0) {
+        *balance.entry((n.channel, n.key)).or_default() += if n.on { 1 } else { -1 };
+    }
+    let sounding: Vec<(u16, u16)> = balance
+        .into_iter()
+        .filter(|(_, b)| *b > 0)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!sounding.is_empty(), "no harmony sounding at beat 2.1");
+    // CLAP gives deactivate() no way to send events: the note-offs go out
+    // at the very start of the first block after reactivation.
+    c.restart();
+    let first = c.process(512, &[], Some(playing(40.0)));
+    let released: Vec<(u16, u16)> = first
+        .iter()
+        .filter(|n| !n.on && n.sample == c.position - 512)
+        .map(|n| (n.channel, n.key))
+        .collect();
+    for note in &sounding {
+        assert!(released.contains(note), "{note:?} not released: {first:?}");
+    }
+    all.extend(first);
+    stop_and_check_released(&mut c, &all);
+}
+
+#[test]
+fn a_loop_that_wraps_inside_a_block_replays_the_harmony_from_its_start() {
+    let mut c = Cantor::new(48_000.0, 1024);
+    let mut everything = loop_until_harmonized(&mut c, 1024);
+    let composed = composed_harmony(&Cantor::state_json(&c.save_state()));
+    // Two cycles of the host's loop (beats 0–8) in blocks of 997 samples
+    // that run straight over the loop end: each block reports its start
+    // wrapped into the loop, and the loop range, and no block is split.
+    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
+    let cycle = (LOOP_BEATS / beats_per_sample).round() as u64;
+    let total = 2 * cycle + 4_000;
+    let first = c.position;
+    let mut out = Vec::new();
+    let mut done = 0u64;
+    while done < total {
+        let frames = 997u32.min((total - done) as u32);
+        let mut notes = Vec::new();
+        // The melody in both cycles (the last few samples, past the second
+        // wrap, get none).
+        for k in 0..2u64 {
+            for (on, off, key) in MELODY {
+                for (at, is_on) in [(on, true), (off, false)] {
+                    let sample = if at >= LOOP_BEATS {
+                        (k + 1) * cycle - 1
+                    } else {
+                        k * cycle + (at / beats_per_sample).round() as u64
+                    };
+                    if (done..done + frames as u64).contains(&sample) {
+                        notes.push(InNote {
+                            offset: (sample - done) as u32,
+                            on: is_on,
+                            key,
+                        });
+                    }
+                }
+            }
+        }
+        let transport = Transport {
+            beat: (done % cycle) as f64 * beats_per_sample,
+            looping: Some((0.0, LOOP_BEATS)),
+            ..playing(0.0)
+        };
+        out.extend(c.process(frames, &notes, Some(transport)));
+        done += frames as u64;
+    }
+    // Unwrapped, the output is two plain passes: the composed notes on
+    // their steps in each, released at the loop end.
+    let mut got = Vec::new();
+    for n in out.iter().filter(|n| n.channel != 0) {
+        let step = (n.sample - first) as f64 * beats_per_sample * 4.0;
+        assert!(
+            (step - step.round()).abs() * 6_000.0 <= 1.0,
+            "{n:?} is off the grid"
+        );
+        let step = step.round() as i64;
+        if step < 64 && (n.on || step % 32 != 0) {
+            got.push((step, n.on, n.channel, n.key));
+        }
+    }
+    got.sort();
+    let mut want: Vec<_> = expected_steps(&composed, 32);
+    want.extend(
+        expected_steps(&composed, 32)
+            .into_iter()
+            .map(|(step, on, ch, key)| (step + 32, on, ch, key)),
+    );
+    want.retain(|(step, on, _, _)| *on || step % 32 != 0);
+    want.sort();
+    assert_eq!(got, want);
+    // Whatever sounded at each wrap was released there.
+    for wrap in [cycle, 2 * cycle] {
+        let at = first + wrap;
+        let offs = out
+            .iter()
+            .filter(|n| !n.on && n.channel != 0 && n.sample == at)
+            .count();
+        let ending = composed.iter().filter(|n| n.end == 32).count();
+        assert!(
+            offs >= ending,
+            "{offs} note-offs at the wrap, {ending} notes end there"
+        );
+    }
+    everything.extend(out);
+    stop_and_check_released(&mut c, &everything);
 }
