@@ -29,7 +29,16 @@ pub fn select_device(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if cfg!(feature = "cuda") {
-                Device::new_cuda(0).map_err(|e| CantorError::input(format!("no CUDA device: {e}")))
+                // The NVIDIA libraries are loaded at run time, and cudarc
+                // panics when one is missing: that is "no device", not a crash.
+                match std::panic::catch_unwind(|| Device::new_cuda(0)) {
+                    Ok(Ok(device)) => Ok(device),
+                    Ok(Err(e)) => Err(CantorError::input(format!("no CUDA device: {e}"))),
+                    Err(panic) => Err(CantorError::input(format!(
+                        "no CUDA device: {}",
+                        panic_reason(panic.as_ref())
+                    ))),
+                }
             } else {
                 Err(CantorError::input(
                     "this build has no CUDA support: rebuild with `--features cuda`",
@@ -53,6 +62,23 @@ pub fn select_device(name: &str) -> Result<Device> {
             "unknown device '{other}': use cpu, cuda, metal or auto"
         ))),
     }
+}
+
+/// The first clause of a panic's message ("Unable to dynamically load the
+/// \"cuda\" shared library - searched for …" → its part before " - ").
+fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("the CUDA libraries could not be loaded");
+    message.split(" - ").next().unwrap_or(message).to_string()
+}
+
+/// The device named by the environment variable `var` (`cpu` when unset),
+/// for benchmarks and tools that take no arguments.
+pub fn device_from_env(var: &str) -> Result<Device> {
+    select_device(&std::env::var(var).unwrap_or_else(|_| "cpu".to_string()))
 }
 
 /// Human name of a device, for status lines.

@@ -6,13 +6,17 @@
 //! the mouse to the new notes (less the same poll). The worker's numbers are
 //! taken in its one-thread inference pool, as the plugin runs; the first
 //! latency bench uses rayon's global pool for comparison.
+//!
+//! The model runs where the plugin's worker runs it
+//! (`cantor::worker::inference_device`): the CPU, or in a `--features cuda`
+//! build the GPU when there is one.
 
 use cantor::composer::{harmonize, ComposeSettings, Composition};
 use cantor::params::Mode;
 use cantor::take::{regenerate, Region};
 use cantor::window::{Capture, Window};
-use cantor_engine::model::shipped;
-use cantor_engine::{Device, KeyChoice, SamplerSettings, Unobserved};
+use cantor_engine::model::{device_name, shipped};
+use cantor_engine::{KeyChoice, SamplerSettings, Unobserved};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const PITCHES: [u8; 32] = [
@@ -54,11 +58,17 @@ fn heard_window() -> Window {
 }
 
 fn benches(c: &mut Criterion) {
+    let (device, no_gpu) = cantor::worker::inference_device();
+    eprintln!(
+        "worker benches on the {}{}",
+        device_name(&device),
+        no_gpu.map(|why| format!(" ({why})")).unwrap_or_default()
+    );
     c.bench_function("model_load_embedded", |b| {
-        b.iter(|| shipped::load(&Device::Cpu).unwrap())
+        b.iter(|| shipped::load(&device).unwrap())
     });
 
-    let model = shipped::load(&Device::Cpu).unwrap();
+    let model = shipped::load(&device).unwrap();
     let settings = ComposeSettings {
         sampler: SamplerSettings::from_defaults(&model.card.sampling),
         key: KeyChoice::Free,
