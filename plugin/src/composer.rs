@@ -451,6 +451,15 @@ mod tests {
             })
             .collect();
         assert_eq!(low.harmony, moved_down);
+        // Per-voice layout: alto, tenor, bass on channels 2–4; single: all on 1.
+        let voices = [false, true, true, true];
+        let per_voice = schedule(&low, voices, ChannelLayout::PerVoice);
+        let channels: std::collections::BTreeSet<u8> =
+            per_voice.notes().iter().map(|n| n.channel).collect();
+        assert_eq!(channels, [1, 2, 3].into());
+        let single = schedule(&low, voices, ChannelLayout::Single);
+        assert!(single.notes().iter().all(|n| n.channel == 0));
+        assert_eq!(single.notes().len(), per_voice.notes().len());
         // And so every composed note sounds at or below the tune.
         let schedule = schedule(&low, [false, true, true, true], ChannelLayout::PerVoice);
         let window = heard(-24);

@@ -307,6 +307,32 @@ impl Cantor {
             .collect()
     }
 
+    /// Loops `melody` (4/4 at `tempo`) until the harmony sounds in every
+    /// bar of it (the worker needs a pass to hear the bars and a moment to
+    /// compose); returns the last pass's output, as [`Cantor::play_pass`].
+    pub fn loop_until_harmonized(
+        &mut self,
+        melody: &[(f64, f64, u16)],
+        loop_beats: f64,
+        tempo: f64,
+        block: u32,
+    ) -> Vec<OutNote> {
+        let bar_samples = 4.0 * 60.0 / tempo * self.sample_rate;
+        let bars = (loop_beats / 4.0).ceil() as usize;
+        for _ in 0..60 {
+            let out = self.play_pass(melody, loop_beats, tempo, block);
+            let mut heard = vec![false; bars];
+            for n in out.iter().filter(|n| n.on && n.channel != 0) {
+                heard[((n.sample as f64 / bar_samples) as usize).min(bars - 1)] = true;
+            }
+            if heard.iter().all(|h| *h) {
+                return out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!("no harmony after 60 passes");
+    }
+
     /// Plays `melody` once from beat 0 over `loop_beats` in `meter`, in
     /// blocks of `block` samples, each block at the tempo `tempo_at` gives
     /// for its first beat (a host's tempo changes land on block starts).

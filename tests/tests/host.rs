@@ -51,17 +51,7 @@ fn harmony(out: &[OutNote]) -> Vec<OutNote> {
 /// Loops the melody until the harmony of both bars plays (the worker needs
 /// a pass to hear the bars and a moment to compose).
 fn loop_until_harmonized(c: &mut Cantor, block: u32) -> Vec<OutNote> {
-    for _ in 0..60 {
-        let out = pass(c, block);
-        let ons: Vec<&OutNote> = out.iter().filter(|n| n.on && n.channel != 0).collect();
-        let first_bar = ons.iter().any(|n| n.sample < out_samples(c, 4.0));
-        let second_bar = ons.iter().any(|n| n.sample >= out_samples(c, 4.0));
-        if first_bar && second_bar {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("no harmony after 60 passes");
+    c.loop_until_harmonized(&MELODY, LOOP_BEATS, TEMPO, block)
 }
 
 fn out_samples(c: &Cantor, beats: f64) -> u64 {
