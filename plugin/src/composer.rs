@@ -105,22 +105,28 @@ pub(crate) fn melody_score(bars: &[&Bar], soprano: cantor_engine::VoiceRange) ->
         .unwrap_or(lowest);
     let mut score = Score::new(steps);
     for n in notes {
-        let mut pitch = i32::from(n.pitch);
-        while pitch > floor + width {
-            pitch -= 12;
-        }
-        while pitch < floor {
-            pitch += 12;
-        }
         score.write_note(Note {
             voice: Voice::Soprano,
-            pitch: pitch.clamp(0, 127) as u8,
+            pitch: folded(n.pitch, floor, floor + width),
             start: (n.start - origin) as usize,
             length: (n.end - n.start).max(1) as usize,
             velocity: n.velocity,
         });
     }
     score
+}
+
+/// `pitch` moved by octaves into `lowest..=highest` (at least an octave
+/// wide), within MIDI's range.
+fn folded(pitch: u8, lowest: i32, highest: i32) -> u8 {
+    let mut pitch = i32::from(pitch);
+    while pitch > highest {
+        pitch -= 12;
+    }
+    while pitch < lowest {
+        pitch += 12;
+    }
+    pitch.clamp(0, 127) as u8
 }
 
 /// [`compose`] for the plugin's problems, whose known notes come from
@@ -145,14 +151,8 @@ pub(crate) fn compose_in_range(
                 (problem.mask.is_free(step, voice), heard.get(step, voice))
             {
                 let range = vocab.range(voice);
-                let mut pitch = i32::from(p);
-                while pitch > i32::from(range.highest) {
-                    pitch -= 12;
-                }
-                while pitch < i32::from(range.lowest) {
-                    pitch += 12;
-                }
-                heard.set(step, voice, Token::Pitch(pitch.clamp(0, 127) as u8));
+                let pitch = folded(p, range.lowest.into(), range.highest.into());
+                heard.set(step, voice, Token::Pitch(pitch));
             }
         }
     }
