@@ -141,20 +141,20 @@ fn bad_corpora_are_refused_before_training() {
     let out = dir.path().join("m.safetensors");
     let o = out.to_str().unwrap();
 
+    // `train` on `data` with the tiny network and these window lengths.
+    let train_with_windows = |data: &Path, windows: &str| {
+        let mut args = vec!["train", "--data", data.to_str().unwrap(), "--out", o];
+        args.extend(["--steps", "1"]);
+        args.extend(TINY);
+        let at = args.iter().position(|a| *a == "--windows").unwrap() + 1;
+        args[at] = windows;
+        trainer(&args)
+    };
+
     // A window longer than every piece.
     let data = dir.path().join("short.json");
     write_jsb(&data, 2, 8);
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        o,
-        "--steps",
-        "1",
-    ];
-    args.extend(TINY);
-    let run = trainer(&args);
+    let run = train_with_windows(&data, "16");
     assert!(!run.status.success());
     assert!(
         text(&run).contains("longer than every piece"),
@@ -165,19 +165,7 @@ fn bad_corpora_are_refused_before_training() {
     // Only the longest of several windows is too long (this once trained
     // forever, drawing windows no piece could hold).
     write_jsb(&data, 2, 24);
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        o,
-        "--steps",
-        "1",
-    ];
-    args.extend(TINY);
-    let windows = args.iter().position(|a| *a == "--windows").unwrap() + 1;
-    args[windows] = "16,32";
-    let run = trainer(&args);
+    let run = train_with_windows(&data, "16,32");
     assert!(!run.status.success());
     assert!(
         text(&run).contains("window of 32 steps is longer than every piece (the longest has 24"),
