@@ -9,8 +9,8 @@ use cantor_engine::io::{read_music, write_midi, VoiceLayout};
 use cantor_engine::model::{device_name, select_device, shipped};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, KeyChoice,
-    MaskRegion, Problem, SamplerKind, SamplerSettings, ScoreModel, SettingsOverrides, Unobserved,
-    Voice,
+    MaskRegion, Problem, SamplerKind, SamplerSettings, ScoreModel, SettingsOverrides, Target,
+    Unobserved, Voice,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -88,6 +88,11 @@ struct Common {
     /// model card.
     #[arg(long)]
     rules: Option<f32>,
+    /// What each Langevin step moves towards: `draw` (a draw from the
+    /// denoiser: voices move as the model has them) or `mean` (its average:
+    /// steadier, more static). Default from the model card.
+    #[arg(long)]
+    target: Option<String>,
     /// Constrain to a key: `none`, `auto` (from the given notes), or e.g.
     /// `G major`, `f# minor`.
     #[arg(long, default_value = "none")]
@@ -200,6 +205,7 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             step_size: common.step_size,
             temperature: common.temperature,
             rules: common.rules,
+            target: common.target.as_deref().map(Target::parse).transpose()?,
         });
     s.kind = SamplerKind::parse(&common.sampler)?;
     s.seed = common.seed;

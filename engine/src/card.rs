@@ -75,6 +75,10 @@ pub struct SamplingDefaults {
     /// written before they existed have none.
     #[serde(default)]
     pub rules: f32,
+    /// What each Langevin step moves towards; cards written before the
+    /// choice existed moved towards the mean.
+    #[serde(default)]
+    pub target: crate::sampler::Target,
 }
 
 impl Default for SamplingDefaults {
@@ -85,6 +89,7 @@ impl Default for SamplingDefaults {
             step_size: 0.5,
             temperature: 1.0,
             rules: 0.0,
+            target: crate::sampler::Target::Draw,
         }
     }
 }
@@ -186,5 +191,7 @@ mod tests {
         let defaults: SamplingDefaults = serde_json::from_str(old).unwrap();
         assert_eq!(defaults.rules, 0.0);
         assert_eq!(defaults.levels, 20);
+        // ... and move towards the denoiser's mean, as they were tuned to.
+        assert_eq!(defaults.target, crate::sampler::Target::Mean);
     }
 }

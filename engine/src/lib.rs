@@ -31,7 +31,7 @@ pub use mask::{Mask, MaskRegion};
 pub use model::ScoreModel;
 pub use sampler::{
     generate, AnnealingFrame, Belief, Generation, Observer, Problem, Relaxation, SamplerKind,
-    SamplerSettings, SettingsOverrides, Unobserved,
+    SamplerSettings, SettingsOverrides, Target, Unobserved,
 };
 pub use task::{compose, continuation_problem, harmonize_problem, infill_problem, KeyChoice};
 pub use vocab::{Vocabulary, VoiceRange};

@@ -48,11 +48,20 @@ pub struct Problem {
     pub score: Score,
     pub mask: Mask,
     pub constraints: Constraints,
+    /// Known cells where a note that began inside the mask was split at the
+    /// mask's edge (its hold turned into a re-strike of the same pitch);
+    /// [`Problem::finish`] ties them back when the composed note before the
+    /// edge ends on that pitch.
+    pub splits: Vec<(usize, Voice)>,
 }
 
 impl Problem {
-    /// A problem over `score`; notes whose onset is free are freed whole.
-    pub fn new(score: Score, mut mask: Mask, constraints: Constraints) -> Result<Problem> {
+    /// A problem over `score`. A note that starts inside the mask and is
+    /// held past its edge is split there: the part outside keeps sounding
+    /// exactly as before (re-struck at the edge, or tied to the new note
+    /// when that ends on the same pitch), so nothing outside the mask
+    /// changes its sound.
+    pub fn new(mut score: Score, mask: Mask, constraints: Constraints) -> Result<Problem> {
         if score.is_empty() {
             return Err(CantorError::input("nothing to work on: the piece is empty"));
         }
@@ -63,12 +72,26 @@ impl Problem {
                 score.len()
             )));
         }
-        mask.cover_note_tails(&score);
+        let splits = split_at_mask_edges(&mut score, &mask);
         Ok(Problem {
             score,
             mask,
             constraints,
+            splits,
         })
+    }
+
+    /// Ties each split note back to the composed note before the edge when
+    /// that sounds the same pitch, so the note outside is not struck again.
+    pub fn finish(&self, score: &mut Score) {
+        let sounding = score.sounding_pitches();
+        for &(step, voice) in &self.splits {
+            if let Token::Pitch(p) = score.get(step, voice) {
+                if sounding[step - 1][voice.index()] == Some(p) {
+                    score.set(step, voice, Token::Hold);
+                }
+            }
+        }
     }
 
     /// Whether a free cell may not hold: it follows a known cell and the
@@ -104,6 +127,31 @@ impl Problem {
     }
 }
 
+/// Turns every known hold that follows a free cell into a re-strike of the
+/// pitch it sounded, with the velocity of the note it belonged to; returns
+/// the cells changed.
+fn split_at_mask_edges(score: &mut Score, mask: &Mask) -> Vec<(usize, Voice)> {
+    let mut splits = Vec::new();
+    for voice in Voice::ALL {
+        let mut onset: Option<(u8, u8)> = None;
+        for step in 0..score.len().min(mask.len()) {
+            match score.get(step, voice) {
+                Token::Pitch(p) => onset = Some((p, score.velocity(step, voice))),
+                Token::Rest => onset = None,
+                Token::Hold => {
+                    let edge = step > 0 && !mask.is_free(step, voice) && mask.is_free(step - 1, voice);
+                    if let (true, Some((pitch, velocity))) = (edge, onset) {
+                        score.set(step, voice, Token::Pitch(pitch));
+                        score.set_velocity(step, voice, velocity);
+                        splits.push((step, voice));
+                    }
+                }
+            }
+        }
+    }
+    splits
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SamplerKind {
@@ -123,6 +171,42 @@ impl SamplerKind {
     }
 }
 
+/// What each Langevin step moves the relaxation towards.
+///
+/// The denoiser's output is a *mixture*: per cell, the probability of each
+/// token. Moving towards its mean (`Mean`, the textbook update) is mode
+/// seeking on a discrete grid: where the network hesitates between holding
+/// a note (one token) and any of several new pitches (probability spread
+/// over many tokens), the relaxation drifts to the single concentrated
+/// token level after level, and voices stop moving — half of Bach's notes
+/// per beat in the inner voices, a continuation that holds one chord for
+/// four bars. `Draw` moves towards a one-hot draw of every free cell from
+/// the (rule-guided) denoiser instead, so each level commits to notes in the
+/// proportions the network gives them and the next level denoises a
+/// plausible piece rather than an average of pieces (models/README.md
+/// measures both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The denoiser's mean D(x, σ) (cards written before `Draw` existed).
+    #[default]
+    Mean,
+    /// A one-hot draw from D(x, σ) at the run's temperature.
+    Draw,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Target> {
+        match text {
+            "mean" => Ok(Target::Mean),
+            "draw" => Ok(Target::Draw),
+            other => Err(CantorError::input(format!(
+                "unknown Langevin target '{other}': use mean or draw"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerSettings {
     pub kind: SamplerKind,
@@ -132,9 +216,13 @@ pub struct SamplerSettings {
     pub steps_per_level: usize,
     /// Langevin: α = step_size·σ² (classic) or η = step_size (consistent).
     pub step_size: f32,
-    /// Scales the injected noise's variance (Langevin) or sharpens the
-    /// conditionals as p^(1/τ) (Gibbs). 1 is the model's own distribution.
+    /// Scales the injected noise's variance (Langevin) and sharpens or
+    /// flattens the distributions tokens are drawn from as p^(1/τ) (Gibbs,
+    /// and Langevin with [`Target::Draw`]). 1 is the model's own
+    /// distribution.
     pub temperature: f32,
+    /// What each Langevin step moves towards.
+    pub target: Target,
     /// Weight λ of the voice-leading rules ([`crate::rules`]) in nats per
     /// fault; 0 leaves the network's choices alone.
     pub rules: f32,
@@ -149,6 +237,7 @@ impl SamplerSettings {
             steps_per_level: defaults.steps_per_level,
             step_size: defaults.step_size,
             temperature: defaults.temperature,
+            target: defaults.target,
             rules: defaults.rules,
             seed: 0,
         }
@@ -171,6 +260,9 @@ impl SamplerSettings {
         }
         if let Some(v) = overrides.rules {
             self.rules = v;
+        }
+        if let Some(v) = overrides.target {
+            self.target = v;
         }
         self
     }
@@ -219,6 +311,7 @@ pub struct SettingsOverrides {
     pub step_size: Option<f32>,
     pub temperature: Option<f32>,
     pub rules: Option<f32>,
+    pub target: Option<Target>,
 }
 
 /// Progress report after each noise level (Langevin) or Gibbs step.
@@ -352,10 +445,11 @@ pub fn generate(
     settings.check()?;
     problem.check_vocabulary(&model.card.vocabulary)?;
     let mut run = Run::new(model, problem, settings)?;
-    let score = match settings.kind {
+    let mut score = match settings.kind {
         SamplerKind::Langevin => run.langevin(observer)?,
         SamplerKind::Gibbs => run.gibbs(observer)?,
     };
+    problem.finish(&mut score);
     Ok(Generation {
         score,
         network_evals: run.evals,
@@ -471,7 +565,8 @@ impl<'a> Run<'a> {
                 let d = self.guide(d)?;
                 let keep = (1.0 - eta) * sigma as f64;
                 let noise = (tau * (next as f64 * next as f64 - keep * keep).max(0.0)).sqrt();
-                x = ((&x * (1.0 - eta))? + (&d * eta)? + (self.gaussian()? * noise)?)?;
+                let target = self.target(&d)?;
+                x = ((&x * (1.0 - eta))? + (&target * eta)? + (self.gaussian()? * noise)?)?;
                 x = self.clamp_known(&x, next)?;
                 d
             } else {
@@ -480,7 +575,7 @@ impl<'a> Run<'a> {
                 for _ in 0..s.steps_per_level {
                     let d = self.denoise(&x, sigma)?;
                     let d = self.guide(d)?;
-                    let score = ((&d - &x)? / (sigma as f64).powi(2))?;
+                    let score = ((&self.target(&d)? - &x)? / (sigma as f64).powi(2))?;
                     x = ((&x + (score * (alpha / 2.0))?)?
                         + (self.gaussian()? * (alpha * tau).sqrt())?)?;
                     x = self.clamp_known(&x, sigma)?;
@@ -551,6 +646,10 @@ impl<'a> Run<'a> {
                 let (t, v) = free_cells[self.rng.random_range(0..free_cells.len())];
                 block.set_free(t, v, true);
             }
+            // A note whose onset is redrawn is redrawn whole, as in training:
+            // the network never saw a known hold after a free cell, and
+            // given one it predicts too few new notes (voices freeze).
+            block.cover_note_tails(current.score());
             let cond = conditioning(current.score(), &block, &vocab);
             let width = cond.len() / self.steps;
             let cond = Tensor::from_vec(cond, (1, self.steps, width), &self.device)?;
@@ -711,6 +810,52 @@ impl<'a> Run<'a> {
                 }
                 let index = choose(row, &self.allowed[voice.index()], may_hold, None, None);
                 voicing.set(t, voice, vocab.token(voice, index));
+            }
+        }
+        Ok(Tensor::from_vec(probs, denoised.shape(), &self.device)?)
+    }
+
+    /// What a Langevin step moves `x` towards: the denoiser's mean, or a
+    /// one-hot draw from it at the run's temperature ([`Target`]).
+    fn target(&mut self, denoised: &Tensor) -> Result<Tensor> {
+        match self.settings.target {
+            Target::Mean => Ok(denoised.clone()),
+            Target::Draw => self.draw(denoised, self.settings.temperature),
+        }
+    }
+
+    /// A one-hot draw from `denoised` (each free cell's token drawn from its
+    /// distribution as p^(1/τ), holds only after a sounding note); known
+    /// cells keep the denoiser's values (they are clamped anyway).
+    fn draw(&mut self, denoised: &Tensor, tau: f32) -> Result<Tensor> {
+        let vocab = self.model.card.vocabulary.clone();
+        let mut probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        for voice in Voice::ALL {
+            let o = vocab.offset(voice);
+            let n = vocab.voice_size(voice);
+            let mut sounding = false;
+            for t in 0..self.steps {
+                let row = &mut probs[t * self.channels + o..t * self.channels + o + n];
+                let token = if self.problem.mask.is_free(t, voice) {
+                    let may_hold = sounding && !self.problem.hold_forbidden(t, voice);
+                    let index = choose(
+                        row,
+                        &self.allowed[voice.index()],
+                        may_hold,
+                        None,
+                        Some((tau, &mut self.rng)),
+                    );
+                    row.fill(0.0);
+                    row[index] = 1.0;
+                    vocab.token(voice, index)
+                } else {
+                    self.problem.score.get(t, voice)
+                };
+                sounding = match token {
+                    Token::Rest => false,
+                    Token::Pitch(_) => true,
+                    Token::Hold => sounding,
+                };
             }
         }
         Ok(Tensor::from_vec(probs, denoised.shape(), &self.device)?)

@@ -179,6 +179,7 @@ fn transpose_problem(problem: &Problem, shift: i32) -> Result<Problem> {
         score,
         mask: problem.mask.clone(),
         constraints,
+        splits: problem.splits.clone(),
     })
 }
 
@@ -217,7 +218,8 @@ pub fn compose(
         .score
         .transposed(-shift)
         .ok_or_else(|| CantorError::input("cannot transpose the result back"))?;
-    // Known cells are restored from the original, bit for bit.
+    // Known cells are restored from the original, bit for bit, then split
+    // notes tied back as the run did.
     for step in 0..score.len() {
         for voice in Voice::ALL {
             if !problem.mask.is_free(step, voice) {
@@ -226,6 +228,7 @@ pub fn compose(
             }
         }
     }
+    problem.finish(&mut score);
     Ok(Generation {
         score,
         network_evals: generation.network_evals,

@@ -139,9 +139,9 @@ pub struct CantorParams {
 /// Default noise levels and temperature: the shipped model card's choice,
 /// from `trainer bench` on the validation split (models/README.md).
 pub const DEFAULT_STEPS: i32 = 20;
-pub const DEFAULT_TEMPERATURE: f32 = 0.5;
+pub const DEFAULT_TEMPERATURE: f32 = 1.2;
 /// Default weight of the voice-leading rules, the card's (models/README.md).
-pub const DEFAULT_RULES: f32 = 2.0;
+pub const DEFAULT_RULES: f32 = 3.0;
 
 impl Default for CantorParams {
     fn default() -> Self {

@@ -261,9 +261,10 @@ impl Edit {
     }
 }
 
-/// Regenerates exactly the editable cells of `region` (and the tails of
-/// notes that start there), with the take around it as known context; bars
-/// in `settings.kept` are left alone.
+/// Regenerates exactly the editable cells of `region`, with the take around
+/// it as known context; a note held out of the region keeps sounding after
+/// it (re-struck at the edge when needed); bars in `settings.kept` are left
+/// alone.
 /// Returns the edit, already applied to `composition`.
 pub fn regenerate(
     model: &ScoreModel,
@@ -313,7 +314,11 @@ pub fn regenerate(
     let mut changes = Vec::new();
     for (at, step) in span.enumerate() {
         for voice in Voice::ALL {
-            if !problem.mask.is_free(at, voice)
+            // The masked cells, and a note held over the mask's edge, which
+            // is re-struck there when the new note before it has another
+            // pitch (so it sounds on as before).
+            let split = problem.splits.contains(&(at, voice));
+            if !(problem.mask.is_free(at, voice) || split)
                 || !editable(composition, mode, &bars, kept, step, voice)
             {
                 continue;
@@ -524,11 +529,12 @@ mod tests {
                 &mut Unobserved,
             )
             .unwrap();
-            // Every change is inside the region, or continues a note that
-            // starts there (its tail into the next bar).
+            // Every change is inside the region, or re-strikes a note held
+            // out of it on the next bar line (with the pitch it had).
             for c in &edit.changes {
+                let restruck = c.step == 112 && matches!(c.after, CellToken::Pitch(_));
                 assert!(
-                    region.contains(c.step, c.voice) || c.step >= 112,
+                    region.contains(c.step, c.voice) || restruck,
                     "{c:?} is outside the mask"
                 );
             }
@@ -536,13 +542,22 @@ mod tests {
             history.push(edit);
         }
         assert!(changed_any, "three new variations changed nothing");
+        // Outside the region every cell sounds as it did: the same token, or
+        // a hold re-struck with the pitch that was sounding.
+        let sounding = |step: i64, voice: Voice| {
+            (64..=step)
+                .rev()
+                .map(|s| generated(&original, Mode::Harmonize, s, voice))
+                .find(|t| *t != Some(CellToken::Hold))
+                .flatten()
+        };
         for (step, voice, token) in cells(&original) {
-            if !region.contains(step, voice) && step < 112 {
-                assert_eq!(
-                    generated(&composition, Mode::Harmonize, step, voice),
-                    Some(token)
-                );
+            if region.contains(step, voice) {
+                continue;
             }
+            let now = generated(&composition, Mode::Harmonize, step, voice);
+            let restruck = token == CellToken::Hold && now == sounding(step, voice);
+            assert!(now == Some(token) || restruck, "{step} {voice}: {now:?}");
         }
         let last = composition.clone();
         while history.undo(&mut composition).is_some() {}

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use cantor_engine::metrics::{Summary, Tally};
 use cantor_engine::{
-    harmonize_problem, KeyChoice, SamplerKind, SamplerSettings, Score, ScoreModel, Voice,
+    harmonize_problem, KeyChoice, SamplerKind, SamplerSettings, Score, ScoreModel, Target, Voice,
 };
 use serde::Serialize;
 
@@ -44,13 +44,14 @@ pub struct BenchRow {
 
 /// The configurations measured: consistent annealed Langevin at growing
 /// numbers of levels, classic annealed Langevin, and Gibbs at matching cost.
-fn configurations(temperature: f32, rules: f32) -> Vec<SamplerSettings> {
+fn configurations(temperature: f32, rules: f32, target: Target) -> Vec<SamplerSettings> {
     let s = |kind, levels, steps_per_level, step_size| SamplerSettings {
         kind,
         levels,
         steps_per_level,
         step_size,
         temperature,
+        target,
         rules,
         seed: 0,
     };
@@ -108,7 +109,11 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
         evals_per_second: 0.0,
         summary: bach.summary(Some(&bach)),
     }];
-    for mut settings in configurations(options.temperature, options.rules) {
+    for mut settings in configurations(
+        options.temperature,
+        options.rules,
+        model.card.sampling.target,
+    ) {
         settings.seed = options.seed;
         let system = if settings.kind == SamplerKind::Gibbs {
             System::Gibbs

@@ -51,6 +51,9 @@ struct SamplingArgs {
     /// alone (default: the card's).
     #[arg(long)]
     rules: Option<f32>,
+    /// What each Langevin step moves towards: draw or mean (default: the card's).
+    #[arg(long)]
+    target: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -119,6 +122,11 @@ fn sampler_settings(
             step_size: a.step_size,
             temperature: a.temperature,
             rules: a.rules,
+            target: a
+                .target
+                .as_deref()
+                .map(cantor_engine::Target::parse)
+                .transpose()?,
         },
     );
     s.seed = a.seed;
