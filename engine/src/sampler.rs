@@ -825,45 +825,37 @@ impl<'a> Run<'a> {
     }
 
     /// A one-hot draw from `denoised` (each free cell's token drawn from its
-    /// distribution as p^(1/τ), holds only after a sounding note); known
-    /// cells keep the denoiser's values (they are clamped anyway).
+    /// distribution as p^(1/τ), holds only after a sounding note).
     fn draw(&mut self, denoised: &Tensor, tau: f32) -> Result<Tensor> {
-        let vocab = self.model.card.vocabulary.clone();
-        let mut probs = denoised.flatten_all()?.to_vec1::<f32>()?;
-        for voice in Voice::ALL {
-            let o = vocab.offset(voice);
-            let n = vocab.voice_size(voice);
-            let mut sounding = false;
-            for t in 0..self.steps {
-                let row = &mut probs[t * self.channels + o..t * self.channels + o + n];
-                let token = if self.problem.mask.is_free(t, voice) {
-                    let may_hold = sounding && !self.problem.hold_forbidden(t, voice);
-                    let index = choose(
-                        row,
-                        &self.allowed[voice.index()],
-                        may_hold,
-                        None,
-                        Some((tau, &mut self.rng)),
-                    );
-                    row.fill(0.0);
-                    row[index] = 1.0;
-                    vocab.token(voice, index)
-                } else {
-                    self.problem.score.get(t, voice)
-                };
-                sounding = match token {
-                    Token::Rest => false,
-                    Token::Pitch(_) => true,
-                    Token::Hold => sounding,
-                };
-            }
-        }
-        Ok(Tensor::from_vec(probs, denoised.shape(), &self.device)?)
+        let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
+        let mut rng = self.rng.clone();
+        let drawn = self.pick_tokens(&probs, |p, allowed, may_hold| {
+            choose(p, allowed, may_hold, None, Some((tau, &mut rng)))
+        });
+        self.rng = rng;
+        let one_hot = one_hot(&drawn, &self.model.card.vocabulary);
+        Ok(Tensor::from_vec(one_hot, denoised.shape(), &self.device)?)
     }
 
     /// Free cells take their most probable allowed token under `probs` (the
     /// denoiser's output, steps × channels); known cells keep theirs.
     fn argmax(&self, probs: &[f32]) -> Score {
+        self.pick_tokens(probs, |p, allowed, may_hold| {
+            choose(p, allowed, may_hold, None, None)
+        })
+    }
+
+    /// The one sweep over free cells that reads a token off each: voice by
+    /// voice, step by step, `pick(row, allowed, may_hold)` chooses the index
+    /// of each free cell from its row of `probs`, where a hold is allowed
+    /// only after a sounding note (and never where it would lengthen a
+    /// known note). Known cells keep their tokens; new notes get the
+    /// default velocity.
+    fn pick_tokens(
+        &self,
+        probs: &[f32],
+        mut pick: impl FnMut(&[f32], &[bool], bool) -> usize,
+    ) -> Score {
         let vocab = &self.model.card.vocabulary;
         let mut out = self.problem.score.clone();
         for voice in Voice::ALL {
@@ -874,8 +866,7 @@ impl<'a> Run<'a> {
                 let token = if self.problem.mask.is_free(t, voice) {
                     let p = &probs[t * self.channels + o..t * self.channels + o + n];
                     let may_hold = sounding && !self.problem.hold_forbidden(t, voice);
-                    let index = choose(p, &self.allowed[voice.index()], may_hold, None, None);
-                    let token = vocab.token(voice, index);
+                    let token = vocab.token(voice, pick(p, &self.allowed[voice.index()], may_hold));
                     if matches!(token, Token::Pitch(_)) {
                         out.set_velocity(t, voice, crate::grid::DEFAULT_VELOCITY);
                     }
