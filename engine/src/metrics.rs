@@ -17,9 +17,31 @@
 //!   pitch-class distributions (1 = identical);
 //! - exact match: fraction of compared cells whose sounding pitch equals the
 //!   reference's.
+//!
+//! How the voices move, from each voice's sounding-pitch line on the 16th
+//! grid (a hold continues the pitch, a rest is silence), over the cells that
+//! are free for that voice:
+//! - a *note* is counted where the sounding pitch changes to a pitch (rest →
+//!   pitch, or pitch → another pitch); a re-struck same pitch is the same
+//!   note. Notes per beat = notes / (free cells / 4), per voice;
+//! - melodic intervals: signed semitones between successive notes of a line
+//!   inside the free stretch (a rest or a known cell ends the line), binned
+//!   −12…+12 plus one bin for larger leaps each way;
+//! - note durations: run length in steps of the same sounding pitch from a
+//!   note's onset, cut at the end of the free stretch, binned
+//!   1, 2, 3, 4, 5–6, 7–8, 9–12, 13–16, > 16;
+//! - leaps past an octave (|interval| > 12), all voices together, per 100
+//!   beats;
+//! - the histograms are compared with a reference's (Bach's on the same
+//!   bars) by [`histogram_overlap`]'s intersection.
+//!
+//! For continuations ([`Tally::of_continuation`]): pitch-class-profile
+//! overlap of the new bars with the prompt, and whether the last chord is
+//! the tonic or dominant of the prompt's key ([`ends_on_tonic_or_dominant`]).
 
 use serde::{Deserialize, Serialize};
 
+use crate::constraints::{Key, Mode};
 use crate::grid::{Score, Voice, STEPS_PER_QUARTER, VOICES};
 use crate::mask::Mask;
 use crate::vocab::VoiceRange;
@@ -60,6 +82,78 @@ pub struct Tally {
     pub pitch_classes: [f64; 12],
     pub compared_cells: usize,
     pub matching_cells: usize,
+    /// Per voice: cells free for that voice (where its line was measured).
+    pub voice_free_steps: [usize; VOICES],
+    /// Per voice: notes as changes of the sounding pitch (see the module
+    /// docs); a re-struck same pitch is not counted.
+    pub pitch_changes: [usize; VOICES],
+    /// Per voice: melodic intervals between successive notes, binned by
+    /// [`interval_bin`].
+    pub interval_counts: [[usize; INTERVAL_BINS]; VOICES],
+    /// Per voice: note durations in steps, binned by [`duration_bin`].
+    pub duration_counts: [[usize; DURATION_BINS]; VOICES],
+    /// Melodic leaps larger than an octave, all voices.
+    pub wide_leaps: usize,
+    /// Continuations measured by [`Tally::of_continuation`].
+    pub prompts: usize,
+    /// Σ over continuations of the new bars' pitch-class overlap with the
+    /// prompt.
+    pub prompt_overlap_sum: f64,
+    /// Continuations whose last chord is the prompt key's tonic or dominant.
+    pub tonic_dominant_endings: usize,
+}
+
+/// Bins of the melodic-interval histogram: a leap down by more than an
+/// octave, −12 … +12 semitones, a leap up by more than an octave.
+pub const INTERVAL_BINS: usize = 27;
+
+/// Upper bounds (steps) of the note-duration bins; one more bin takes the
+/// longer notes.
+pub const DURATION_BOUNDS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
+/// Bins of the note-duration histogram.
+pub const DURATION_BINS: usize = DURATION_BOUNDS.len() + 1;
+
+/// Histogram bin of a melodic interval in semitones (clipped to ±13, the
+/// "more than an octave" bins).
+pub fn interval_bin(semitones: i32) -> usize {
+    (semitones.clamp(-13, 13) + 13) as usize
+}
+
+/// Histogram bin of a note duration in steps.
+pub fn duration_bin(steps: usize) -> usize {
+    DURATION_BOUNDS
+        .iter()
+        .position(|b| steps <= *b)
+        .unwrap_or(DURATION_BOUNDS.len())
+}
+
+/// One value per voice, named (soprano first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PerVoice<T> {
+    pub soprano: T,
+    pub alto: T,
+    pub tenor: T,
+    pub bass: T,
+}
+
+impl<T> PerVoice<T> {
+    pub fn from_fn(mut f: impl FnMut(Voice) -> T) -> PerVoice<T> {
+        PerVoice {
+            soprano: f(Voice::Soprano),
+            alto: f(Voice::Alto),
+            tenor: f(Voice::Tenor),
+            bass: f(Voice::Bass),
+        }
+    }
+
+    pub fn get(&self, voice: Voice) -> &T {
+        match voice {
+            Voice::Soprano => &self.soprano,
+            Voice::Alto => &self.alto,
+            Voice::Tenor => &self.tenor,
+            Voice::Bass => &self.bass,
+        }
+    }
 }
 
 /// Rates derived from a [`Tally`].
@@ -77,12 +171,76 @@ pub struct Summary {
     pub pitch_class_overlap: Option<f64>,
     /// Exact-match rate against a reference (None when not compared).
     pub exact_match: Option<f64>,
+    /// Notes (pitch changes) per beat of each voice over its free cells;
+    /// None where the voice had no free cell.
+    pub notes_per_beat: PerVoice<Option<f64>>,
+    /// Per voice, overlap of the melodic-interval histogram with the
+    /// reference's; None without a reference or where either has no
+    /// interval in that voice.
+    pub interval_overlap: PerVoice<Option<f64>>,
+    /// Per voice, overlap of the note-duration histogram with the
+    /// reference's; None as for `interval_overlap`.
+    pub duration_overlap: PerVoice<Option<f64>>,
+    /// Melodic leaps past an octave, all voices, per 100 beats.
+    pub wide_leaps_per_100_beats: f64,
+    /// Continuations: mean pitch-class overlap of the new bars with the
+    /// prompt (None when no continuation was measured).
+    pub prompt_pitch_class_overlap: Option<f64>,
+    /// Continuations: fraction whose last chord is the tonic or dominant of
+    /// the prompt's key.
+    pub tonic_dominant_ending_fraction: Option<f64>,
 }
 
 impl Tally {
-    /// Measures `score`. `region` selects the cells whose pitch classes and
-    /// matches count (all cells when `None`); `reference` enables exact match.
+    /// Measures `score`. `region` selects the cells whose pitch classes,
+    /// matches and melodic lines count (all cells when `None`); `reference`
+    /// enables exact match. Step 0 counts as following silence.
     pub fn of(score: &Score, region: Option<&Mask>, reference: Option<&Score>) -> Tally {
+        let mut t = Tally::vertical(score, region, reference);
+        t.count_lines(&score.sounding_pitches(), region);
+        t
+    }
+
+    /// Measures the stretches of `score` where `mask` has free cells (each
+    /// maximal run of steps with some voice free, as [`Tally::of`] with the
+    /// mask as region), the way an evaluation judges generated music. The
+    /// melodic lines are read on the whole score, so a note held into a free
+    /// stretch from the cell before it is not a new note there.
+    pub fn over_free_spans(score: &Score, mask: &Mask, reference: Option<&Score>) -> Tally {
+        let mut total = Tally::default();
+        for span in mask.free_spans() {
+            let region = mask.slice(span.clone());
+            let r = reference.map(|r| r.slice(span.clone()));
+            total.add(&Tally::vertical(
+                &score.slice(span),
+                Some(&region),
+                r.as_ref(),
+            ));
+        }
+        total.count_lines(&score.sounding_pitches(), Some(mask));
+        total
+    }
+
+    /// A continuation's measures of how it follows its prompt: the new
+    /// bars' pitch-class overlap with the prompt, and whether they end on
+    /// the prompt key's tonic or dominant ([`ends_on_tonic_or_dominant`],
+    /// key by [`Key::estimate`]). Only the continuation fields are filled.
+    pub fn of_continuation(prompt: &Score, continuation: &Score) -> Tally {
+        let ending =
+            Key::estimate(prompt).is_some_and(|key| ends_on_tonic_or_dominant(continuation, key));
+        Tally {
+            prompts: 1,
+            prompt_overlap_sum: histogram_overlap(
+                &pitch_class_profile(continuation),
+                &pitch_class_profile(prompt),
+            ),
+            tonic_dominant_endings: ending as usize,
+            ..Tally::default()
+        }
+    }
+
+    /// Everything but the melodic lines.
+    fn vertical(score: &Score, region: Option<&Mask>, reference: Option<&Score>) -> Tally {
         let mut t = Tally {
             beats: score.len() as f64 / STEPS_PER_QUARTER as f64,
             ..Tally::default()
@@ -123,6 +281,57 @@ impl Tally {
             }
         }
         t
+    }
+
+    /// Notes, intervals, durations and wide leaps of each voice's line over
+    /// the cells `region` frees for it (all cells when `None`).
+    fn count_lines(&mut self, sounding: &[[Option<u8>; VOICES]], region: Option<&Mask>) {
+        for voice in Voice::ALL {
+            let v = voice.index();
+            // Length of the note being measured, and the pitch of the line's
+            // previous note (None after a rest or outside the free cells).
+            let mut open: Option<usize> = None;
+            let mut last: Option<u8> = None;
+            for (step, row) in sounding.iter().enumerate() {
+                let free = region.is_none_or(|m| step < m.len() && m.is_free(step, voice));
+                let now = row[v];
+                let before = step.checked_sub(1).and_then(|s| sounding[s][v]);
+                if !free {
+                    if let Some(length) = open.take() {
+                        self.duration_counts[v][duration_bin(length)] += 1;
+                    }
+                    last = None;
+                    continue;
+                }
+                self.voice_free_steps[v] += 1;
+                if now == before {
+                    if let Some(length) = open.as_mut() {
+                        *length += 1;
+                    }
+                    continue;
+                }
+                if let Some(length) = open.take() {
+                    self.duration_counts[v][duration_bin(length)] += 1;
+                }
+                let Some(pitch) = now else {
+                    last = None;
+                    continue;
+                };
+                self.pitch_changes[v] += 1;
+                open = Some(1);
+                if let Some(previous) = last {
+                    let interval = pitch as i32 - previous as i32;
+                    self.interval_counts[v][interval_bin(interval)] += 1;
+                    if interval.abs() > 12 {
+                        self.wide_leaps += 1;
+                    }
+                }
+                last = Some(pitch);
+            }
+            if let Some(length) = open {
+                self.duration_counts[v][duration_bin(length)] += 1;
+            }
+        }
     }
 
     fn count_motion(&mut self, sounding: &[[Option<u8>; VOICES]]) {
@@ -171,6 +380,26 @@ impl Tally {
         }
         self.compared_cells += other.compared_cells;
         self.matching_cells += other.matching_cells;
+        for v in 0..VOICES {
+            self.voice_free_steps[v] += other.voice_free_steps[v];
+            self.pitch_changes[v] += other.pitch_changes[v];
+            for (a, b) in self.interval_counts[v]
+                .iter_mut()
+                .zip(&other.interval_counts[v])
+            {
+                *a += b;
+            }
+            for (a, b) in self.duration_counts[v]
+                .iter_mut()
+                .zip(&other.duration_counts[v])
+            {
+                *a += b;
+            }
+        }
+        self.wide_leaps += other.wide_leaps;
+        self.prompts += other.prompts;
+        self.prompt_overlap_sum += other.prompt_overlap_sum;
+        self.tonic_dominant_endings += other.tonic_dominant_endings;
     }
 
     /// Rates, with the pitch-class overlap taken against `reference`.
@@ -199,8 +428,94 @@ impl Tally {
                 .map(|r| histogram_overlap(&self.pitch_classes, &r.pitch_classes)),
             exact_match: (self.compared_cells > 0)
                 .then(|| self.matching_cells as f64 / self.compared_cells as f64),
+            notes_per_beat: PerVoice::from_fn(|voice| {
+                let cells = self.voice_free_steps[voice.index()];
+                (cells > 0).then(|| {
+                    self.pitch_changes[voice.index()] as f64 * STEPS_PER_QUARTER as f64
+                        / cells as f64
+                })
+            }),
+            interval_overlap: PerVoice::from_fn(|voice| {
+                let r = reference?;
+                counts_overlap(
+                    &self.interval_counts[voice.index()],
+                    &r.interval_counts[voice.index()],
+                )
+            }),
+            duration_overlap: PerVoice::from_fn(|voice| {
+                let r = reference?;
+                counts_overlap(
+                    &self.duration_counts[voice.index()],
+                    &r.duration_counts[voice.index()],
+                )
+            }),
+            wide_leaps_per_100_beats: per100(self.wide_leaps),
+            prompt_pitch_class_overlap: (self.prompts > 0)
+                .then(|| self.prompt_overlap_sum / self.prompts as f64),
+            tonic_dominant_ending_fraction: (self.prompts > 0)
+                .then(|| self.tonic_dominant_endings as f64 / self.prompts as f64),
         }
     }
+}
+
+/// Histogram intersection of two count histograms, None when either is
+/// empty.
+fn counts_overlap(a: &[usize], b: &[usize]) -> Option<f64> {
+    let (sa, sb): (usize, usize) = (a.iter().sum(), b.iter().sum());
+    if sa == 0 || sb == 0 {
+        return None;
+    }
+    Some(
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 / sa as f64).min(*y as f64 / sb as f64))
+            .sum(),
+    )
+}
+
+/// Duration-weighted pitch-class histogram of every sounding cell.
+pub fn pitch_class_profile(score: &Score) -> [f64; 12] {
+    let mut pcs = [0.0; 12];
+    for row in score.sounding_pitches() {
+        for p in row.iter().flatten() {
+            pcs[(p % 12) as usize] += 1.0;
+        }
+    }
+    pcs
+}
+
+/// Whether the chord sounding at the last step of `score` is the tonic or
+/// the dominant chord of `key`. It checks only this: the sounding pitch
+/// classes are a non-empty subset of one of the key's chords — I (in a
+/// minor key the minor tonic triad, or the major one with a Picardy third)
+/// or V (the major triad on the fifth degree, with or without its minor
+/// seventh; in minor that is the raised leading tone) — and the lowest
+/// sounding voice (the bass when it sounds) has that chord's root, third or
+/// fifth (so a root-position or inverted chord, never the seventh in the
+/// bass). Doublings, omitted fifths and open octaves pass; silence fails.
+pub fn ends_on_tonic_or_dominant(score: &Score, key: Key) -> bool {
+    let Some(row) = score.sounding_pitches().last().copied() else {
+        return false;
+    };
+    let Some(bass) = row.iter().rev().flatten().next().map(|p| p % 12) else {
+        return false;
+    };
+    let t = key.tonic % 12;
+    let d = (t + 7) % 12;
+    let pc = |root: u8, i: u8| (root + i) % 12;
+    // (root, intervals); the first three are root, third, fifth.
+    let mut chords: Vec<(u8, &[u8])> = vec![(d, &[0, 4, 7, 10])];
+    match key.mode {
+        Mode::Major => chords.push((t, &[0, 4, 7])),
+        Mode::Minor => {
+            chords.push((t, &[0, 3, 7]));
+            chords.push((t, &[0, 4, 7]));
+        }
+    }
+    chords.iter().any(|(root, intervals)| {
+        let members: Vec<u8> = intervals.iter().map(|i| pc(*root, *i)).collect();
+        row.iter().flatten().all(|p| members.contains(&(p % 12))) && members[..3].contains(&bass)
+    })
 }
 
 /// What happens between two consecutive sonorities (rows of sounding
@@ -372,5 +687,126 @@ mod tests {
         let tb = Tally::of(&b, None, None);
         let overlap = ta.summary(Some(&tb)).pitch_class_overlap.unwrap();
         assert!((overlap - 0.75).abs() < 1e-9, "{overlap}");
+    }
+
+    fn line(voice: Voice, notes: &[(u8, usize, usize)]) -> Vec<Note> {
+        notes
+            .iter()
+            .map(|&(pitch, start, length)| Note {
+                voice,
+                pitch,
+                start,
+                length,
+                velocity: 80,
+            })
+            .collect()
+    }
+
+    /// Alto: C4 (4 steps), D4 (2) re-struck as D4 (2), E5 (2), rest (2),
+    /// E4 (4); bass: C3 for all 16 steps; soprano and tenor silent.
+    fn moving_score() -> Score {
+        let mut notes = line(
+            Voice::Alto,
+            &[(60, 0, 4), (62, 4, 2), (62, 6, 2), (76, 8, 2), (64, 12, 4)],
+        );
+        notes.extend(line(Voice::Bass, &[(48, 0, 16)]));
+        Score::from_notes(16, &notes)
+    }
+
+    #[test]
+    fn lines_count_notes_intervals_durations_and_leaps() {
+        let s = moving_score();
+        let mut region = Mask::all(16);
+        for step in 0..16 {
+            region.set_free(step, Voice::Soprano, false);
+        }
+        let t = Tally::of(&s, Some(&region), None);
+        // The re-struck D4 is one note: C4, D4, E5, E4.
+        assert_eq!(t.pitch_changes, [0, 4, 0, 1]);
+        assert_eq!(t.voice_free_steps, [0, 16, 16, 16]);
+        let mut intervals = [0; INTERVAL_BINS];
+        intervals[interval_bin(2)] = 1; // C4 → D4
+        intervals[interval_bin(14)] = 1; // D4 → E5; the rest breaks E5 → E4
+        assert_eq!(t.interval_counts[1], intervals);
+        assert_eq!(interval_bin(14), INTERVAL_BINS - 1);
+        assert_eq!(interval_bin(-12), 1);
+        assert_eq!(t.interval_counts[3], [0; INTERVAL_BINS]);
+        assert_eq!(t.wide_leaps, 1);
+        // Durations: C4 4, D4 4 (2 + 2 re-struck), E5 2, E4 4; bass 16.
+        assert_eq!(t.duration_counts[1], [0, 1, 0, 3, 0, 0, 0, 0, 0]);
+        assert_eq!(t.duration_counts[3][duration_bin(16)], 1);
+        assert_eq!(duration_bin(17), DURATION_BINS - 1);
+        assert_eq!(duration_bin(5), 4);
+
+        let summary = t.summary(Some(&t));
+        assert_eq!(summary.notes_per_beat.soprano, None);
+        assert_eq!(summary.notes_per_beat.alto, Some(1.0));
+        assert_eq!(summary.notes_per_beat.tenor, Some(0.0));
+        assert_eq!(summary.notes_per_beat.bass, Some(0.25));
+        assert_eq!(summary.interval_overlap.alto, Some(1.0));
+        assert_eq!(summary.interval_overlap.bass, None); // one note, no interval
+        assert_eq!(summary.duration_overlap.bass, Some(1.0));
+        assert_eq!(summary.wide_leaps_per_100_beats, 25.0); // 1 in 4 beats
+
+        // Against a reference whose alto moves only in quarter notes by step.
+        let mut reference = line(Voice::Alto, &[(60, 0, 4), (62, 4, 4), (64, 8, 4)]);
+        reference.extend(line(Voice::Bass, &[(48, 0, 16)]));
+        let r = Tally::of(&Score::from_notes(16, &reference), Some(&region), None);
+        let summary = t.summary(Some(&r));
+        // Intervals: ours {+2, +14}, theirs {+2, +2} → ½.
+        assert_eq!(summary.interval_overlap.alto, Some(0.5));
+        // Durations: ours ¾ quarters + ¼ eighths, theirs all quarters → ¾.
+        assert_eq!(summary.duration_overlap.alto, Some(0.75));
+    }
+
+    #[test]
+    fn free_spans_read_lines_in_context() {
+        // The tenor holds G3 from step 0 into the free steps 4..8, then
+        // moves to A3 at step 8, also free.
+        let mut notes = line(Voice::Tenor, &[(55, 0, 8), (57, 8, 4)]);
+        notes.extend(line(Voice::Bass, &[(48, 0, 12)]));
+        let s = Score::from_notes(12, &notes);
+        let mut mask = Mask::none(12);
+        mask.free_region(4..12, &[Voice::Tenor]);
+        let t = Tally::over_free_spans(&s, &mask, None);
+        // Only A3 is a note of the free stretch; the held G3 is not, and
+        // the interval G3 → A3 reaches back outside it.
+        assert_eq!(t.pitch_changes, [0, 0, 1, 0]);
+        assert_eq!(t.voice_free_steps, [0, 0, 8, 0]);
+        assert_eq!(t.interval_counts[2], [0; INTERVAL_BINS]);
+        assert_eq!(t.duration_counts[2][duration_bin(4)], 1);
+        assert_eq!(t.beats, 2.0);
+        // Measured on the slice alone, the held note starts the stretch.
+        let slice = Tally::of(&s.slice(4..12), Some(&mask.slice(4..12)), None);
+        assert_eq!(slice.pitch_changes[2], 2);
+    }
+
+    #[test]
+    fn endings_on_tonic_or_dominant() {
+        let c_major = Key::parse("C").unwrap();
+        let ends = |rows: &[[u8; 4]], key| ends_on_tonic_or_dominant(&chords(rows), key);
+        assert!(ends(&[[72, 67, 64, 48]], c_major)); // C major, root position
+        assert!(ends(&[[72, 67, 60, 52]], c_major)); // C major, E in the bass
+        assert!(ends(&[[71, 67, 62, 55]], c_major)); // G major
+        assert!(ends(&[[71, 65, 62, 55]], c_major)); // G7
+        assert!(!ends(&[[71, 67, 62, 53]], c_major)); // G7 over its seventh
+        assert!(!ends(&[[72, 69, 65, 53]], c_major)); // F major
+        assert!(!ends(&[[69, 64, 60, 57]], c_major)); // A minor
+        let a_minor = Key::parse("a").unwrap();
+        assert!(ends(&[[69, 64, 60, 45]], a_minor)); // A minor
+        assert!(ends(&[[73, 64, 57, 45]], a_minor)); // A major, Picardy third
+        assert!(ends(&[[68, 64, 59, 52]], a_minor)); // E major with G#
+        assert!(!ends(&[[67, 64, 59, 52]], a_minor)); // E minor: no leading tone
+        assert!(!ends_on_tonic_or_dominant(&Score::new(4), c_major));
+
+        let prompt = chords(&[[72, 67, 64, 48], [71, 67, 62, 55], [72, 67, 64, 48]]);
+        let t = Tally::of_continuation(&prompt, &chords(&[[71, 67, 62, 55]]));
+        assert_eq!((t.prompts, t.tonic_dominant_endings), (1, 1));
+        let s = t.summary(None);
+        assert_eq!(s.tonic_dominant_ending_fraction, Some(1.0));
+        // Prompt: C ⅓, G ⅓, E ⅙, B 1/12, D 1/12; continuation G ½, B ¼,
+        // D ¼ → ⅓ + 1/12 + 1/12.
+        let overlap = s.prompt_pitch_class_overlap.unwrap();
+        assert!((overlap - 0.5).abs() < 1e-9, "{overlap}");
     }
 }

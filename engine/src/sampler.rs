@@ -139,7 +139,8 @@ fn split_at_mask_edges(score: &mut Score, mask: &Mask) -> Vec<(usize, Voice)> {
                 Token::Pitch(p) => onset = Some((p, score.velocity(step, voice))),
                 Token::Rest => onset = None,
                 Token::Hold => {
-                    let edge = step > 0 && !mask.is_free(step, voice) && mask.is_free(step - 1, voice);
+                    let edge =
+                        step > 0 && !mask.is_free(step, voice) && mask.is_free(step - 1, voice);
                     if let (true, Some((pitch, velocity))) = (edge, onset) {
                         score.set(step, voice, Token::Pitch(pitch));
                         score.set_velocity(step, voice, velocity);

@@ -9,8 +9,8 @@ use cantor_engine::rules;
 use cantor_engine::sampler::{AnnealingFrame, Observer};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, Device, Key,
-    KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel, Token,
-    Target, Unobserved, Vocabulary, Voice,
+    KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel, Target, Token,
+    Unobserved, Vocabulary, Voice,
 };
 
 fn tiny_model() -> ScoreModel {
@@ -525,7 +525,9 @@ fn the_shipped_defaults_write_inner_voices_that_move() {
         let mut per_voice = vec![0.0; 3];
         for seed in 0..3 {
             let s = SamplerSettings { seed, ..s.clone() };
-            let out = compose(&model, &problem, &s, &mut Unobserved).unwrap().score;
+            let out = compose(&model, &problem, &s, &mut Unobserved)
+                .unwrap()
+                .score;
             for (i, v) in [Voice::Alto, Voice::Tenor, Voice::Bass].iter().enumerate() {
                 per_voice[i] += notes_per_beat(&out, *v) / 3.0;
             }
@@ -537,6 +539,9 @@ fn the_shipped_defaults_write_inner_voices_that_move() {
     // (Seeds 0-2 on this tune: 0.66 / 0.89 / 1.05 against 0.35 / 0.38 /
     // 0.67; Bach's inner voices in the chorales move 0.8-1.1 notes a beat.)
     for i in 0..3 {
-        assert!(now[i] >= 0.5 && now[i] >= 1.4 * then[i], "{now:?} vs {then:?}");
+        assert!(
+            now[i] >= 0.5 && now[i] >= 1.4 * then[i],
+            "{now:?} vs {then:?}"
+        );
     }
 }

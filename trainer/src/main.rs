@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod data;
 mod eval;
+mod plots;
 mod train;
 
 #[derive(Parser)]
@@ -81,6 +82,22 @@ struct EvalArgs {
     device: String,
     #[arg(long, default_value_t = 0)]
     split_seed: u64,
+    /// Coconet-style likelihood of the split (orderless NADE on 32-step
+    /// crops): on or off (`--nll off` skips it).
+    #[arg(long, default_value = "on", num_args = 0..=1, default_missing_value = "on",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    nll: bool,
+    /// Random cell orderings per crop for the likelihood.
+    #[arg(long, default_value_t = 5)]
+    nll_orderings: usize,
+    /// Most 32-step crops per piece for the likelihood (non-overlapping,
+    /// spread over the piece; 1 keeps the test split under 3 minutes on a
+    /// 2-core CPU).
+    #[arg(long, default_value_t = 1)]
+    nll_crops: usize,
+    /// Write piano rolls (Bach, Langevin, Gibbs) of the first pieces here.
+    #[arg(long)]
+    plots: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -234,6 +251,10 @@ fn main() -> ExitCode {
                 report: a.report,
                 device: a.device,
                 split_seed: a.split_seed,
+                nll: a.nll,
+                nll_orderings: a.nll_orderings,
+                nll_crops: a.nll_crops,
+                plots: a.plots,
             })
             .map(|_| ())
         }),

@@ -105,6 +105,8 @@ fn trains_checkpoints_resumes_and_evaluates() {
     assert_eq!(state["step"], 5);
 
     // Evaluation writes JSON and Markdown with every system side by side.
+    // On the 2-bar pieces of the training corpus there is nothing to
+    // continue: the task says so.
     let report = dir.path().join("eval");
     let run = trainer(&[
         "eval",
@@ -116,6 +118,8 @@ fn trains_checkpoints_resumes_and_evaluates() {
         "test",
         "--levels",
         "3",
+        "--nll",
+        "off",
         "--report",
         report.to_str().unwrap(),
     ]);
@@ -123,16 +127,88 @@ fn trains_checkpoints_resumes_and_evaluates() {
     let md = std::fs::read_to_string(dir.path().join("eval.md")).unwrap();
     for heading in [
         "Harmonize",
-        "Continue",
+        "Continue (0 pieces; 2 with fewer than 8 bars skipped)",
         "Infill",
         "| metric | Bach | Langevin | Gibbs | Baseline |",
         "Denoising loss",
     ] {
         assert!(md.contains(heading), "{heading} missing from:\n{md}");
     }
+    assert!(!md.contains("Likelihood"), "{md}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
     assert!(json["tasks"]["harmonize"]["systems"]["langevin"]["chord_beat_fraction"].is_number());
+    assert!(json["likelihood"].is_null());
+
+    // On 8-bar pieces: the continue task, how the voices move, the
+    // likelihood and the piano rolls.
+    let long = dir.path().join("long.json");
+    write_jsb(&long, 1, 128);
+    let plots = dir.path().join("plots");
+    let run = trainer(&[
+        "eval",
+        "--model",
+        o,
+        "--data",
+        long.to_str().unwrap(),
+        "--split",
+        "test",
+        "--levels",
+        "3",
+        "--nll-orderings",
+        "2",
+        "--nll-crops",
+        "1",
+        "--plots",
+        plots.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let md = std::fs::read_to_string(dir.path().join("eval.md")).unwrap();
+    for row in [
+        "## Continue (2 pieces)",
+        "| notes / beat A |",
+        "| interval-histogram overlap with Bach T |",
+        "| duration-histogram overlap with Bach B |",
+        "| leaps > octave / 100 beats |",
+        "| pitch-class overlap of the new bars with the prompt |",
+        "| ends on tonic / dominant of the prompt's key |",
+        "Targets (Langevin vs Bach): parallels",
+        "Targets (Gibbs vs Bach): notes / beat of every voice",
+        "Likelihood",
+        "Coconet (Huang et al. 2017) reports 0.569 note-wise",
+    ] {
+        assert!(md.contains(row), "{row} missing from:\n{md}");
+    }
+    // The soprano is given in harmonize: no row for it there.
+    let harmonize = &md[md.find("## Harmonize").unwrap()..md.find("## Continue").unwrap()];
+    assert!(!harmonize.contains("notes / beat S"), "{harmonize}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
+    let bach = &json["tasks"]["continue"]["systems"]["bach"];
+    // The test corpus changes chord every beat in every voice but the alto.
+    assert_eq!(bach["notes_per_beat"]["soprano"], 1.0);
+    assert_eq!(bach["interval_overlap"]["bass"], 1.0);
+    assert!(bach["prompt_pitch_class_overlap"].is_number());
+    assert!(bach["tonic_dominant_ending_fraction"].is_number());
+    assert!(json["tasks"]["harmonize"]["systems"]["gibbs"]["notes_per_beat"]["soprano"].is_null());
+    let nll = &json["likelihood"];
+    assert_eq!(nll["crops"], 2);
+    assert!(nll["nats_per_cell"].as_f64().unwrap() > 0.0);
+    let (cell, step) = (
+        nll["nats_per_cell"].as_f64().unwrap(),
+        nll["nats_per_step"].as_f64().unwrap(),
+    );
+    assert!((step - 4.0 * cell).abs() < 1e-9);
+    for name in [
+        "harmonize-piece-0.png",
+        "harmonize-piece-1.png",
+        "continue-piece-0.png",
+    ] {
+        let bytes = std::fs::read(plots.join(name)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{name}");
+    }
 }
 
 #[test]
