@@ -190,6 +190,8 @@ pub struct SettingsRecord {
     pub steps_per_level: usize,
     pub step_size: f32,
     pub temperature: f32,
+    /// What each Langevin step moves towards (draw or mean).
+    pub target: cantor_engine::Target,
     /// Weight of the voice-leading rules (0: the network alone).
     pub rules: f32,
     pub network_evals: usize,
@@ -299,6 +301,7 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
             steps_per_level: s.steps_per_level,
             step_size: s.step_size,
             temperature: s.temperature,
+            target: s.target,
             rules: s.rules,
             network_evals: s.network_evals(),
             seed: s.seed,
@@ -649,7 +652,7 @@ fn fmt(v: f64) -> String {
 /// The report as Markdown tables.
 pub fn markdown(report: &EvalReport) -> String {
     let mut md = format!(
-        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, voice-leading rules weight {}), {} network evaluations per piece for both Langevin and Gibbs; seed {}.\n",
+        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}), {} network evaluations per piece for both Langevin and Gibbs; seed {}.\n",
         report.model,
         report.data,
         report.split,
@@ -657,6 +660,7 @@ pub fn markdown(report: &EvalReport) -> String {
         report.settings.steps_per_level,
         report.settings.step_size,
         report.settings.temperature,
+        report.settings.target,
         report.settings.rules,
         report.settings.network_evals,
         report.settings.seed
