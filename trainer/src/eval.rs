@@ -862,23 +862,26 @@ pub fn task_targets(task: Task, s: &Summary, bach: &Summary) -> Vec<(String, boo
     };
     let npb = |x: &Summary, v: Voice| *x.notes_per_beat.get(v);
     let notes_at_least_80 = voices(&|m, b| m >= 0.8 * b, &npb);
+    // The voice-leading bars harmonize and continue share.
+    let parallels = (
+        "parallels ≤ 2× Bach".to_string(),
+        at_most(s.parallels_per_100_beats, bach.parallels_per_100_beats, 2.0),
+    );
+    let crossings = (
+        "crossings ≤ 2×".to_string(),
+        at_most(
+            s.voice_crossings_per_100_beats,
+            bach.voice_crossings_per_100_beats,
+            2.0,
+        ),
+    );
     let mut checks: Vec<(String, bool)> = Vec::new();
     match task {
         Task::Harmonize => {
             let overlap = s.pitch_class_overlap.unwrap_or(0.0);
             checks.extend([
-                (
-                    "parallels ≤ 2× Bach".into(),
-                    at_most(s.parallels_per_100_beats, bach.parallels_per_100_beats, 2.0),
-                ),
-                (
-                    "crossings ≤ 2×".into(),
-                    at_most(
-                        s.voice_crossings_per_100_beats,
-                        bach.voice_crossings_per_100_beats,
-                        2.0,
-                    ),
-                ),
+                parallels.clone(),
+                crossings.clone(),
                 (
                     "out-of-range ≤ 2×".into(),
                     at_most(
@@ -921,18 +924,8 @@ pub fn task_targets(task: Task, s: &Summary, bach: &Summary) -> Vec<(String, boo
                     "pitch-class overlap with the prompt ≥ 90% of Bach's".into(),
                     prompt(s) >= 0.9 * prompt(bach),
                 ),
-                (
-                    "parallels ≤ 2× Bach".into(),
-                    at_most(s.parallels_per_100_beats, bach.parallels_per_100_beats, 2.0),
-                ),
-                (
-                    "crossings ≤ 2×".into(),
-                    at_most(
-                        s.voice_crossings_per_100_beats,
-                        bach.voice_crossings_per_100_beats,
-                        2.0,
-                    ),
-                ),
+                parallels.clone(),
+                crossings.clone(),
             ]);
         }
         Task::Infill => checks.push((
