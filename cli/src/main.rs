@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use cantor_engine::io::{read_music, write_midi, VoiceLayout};
+use cantor_engine::io::{read_music, write_midi, Limits, VoiceLayout};
 use cantor_engine::model::{device_name, select_device, shipped};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, KeyChoice,
@@ -103,6 +103,19 @@ struct Common {
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Longest piece read or written, in bars of 4/4: a file past it is
+    /// refused before anything is composed.
+    #[arg(long, default_value_t = Limits::default().max_bars)]
+    max_bars: usize,
+}
+
+impl Common {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_bars: self.max_bars,
+            ..Limits::default()
+        }
+    }
 }
 
 fn parse_voice(text: &str) -> Result<Voice, String> {
@@ -110,7 +123,24 @@ fn parse_voice(text: &str) -> Result<Voice, String> {
         .ok_or_else(|| format!("unknown voice '{text}': soprano, alto, tenor or bass"))
 }
 
+/// A file-size limit (`ulimit -f`) would kill the process mid-write with
+/// SIGXFSZ; ignored, the write fails with an error instead, the partial
+/// temporary file is removed and the user is told.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn ignore_file_size_signal() {
+    // SAFETY: setting one signal's disposition to SIG_IGN at start-up,
+    // before any other thread exists, touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+#[cfg(not(unix))]
+fn ignore_file_size_signal() {}
+
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,7 +158,7 @@ fn run(cli: Cli) -> Result<(), CantorError> {
             voice,
             common,
         } => {
-            let melody = read_music(&input, VoiceLayout::Melody(voice))?;
+            let melody = read_music(&input, VoiceLayout::Melody(voice), &common.limits())?;
             let key = KeyChoice::parse(&common.key)?;
             (
                 harmonize_problem(&melody, voice, key)?,
@@ -141,7 +171,13 @@ fn run(cli: Cli) -> Result<(), CantorError> {
             bars,
             common,
         } => {
-            let phrase = read_music(&input, VoiceLayout::Auto)?;
+            let limits = common.limits();
+            let phrase = read_music(&input, VoiceLayout::Auto, &limits)?;
+            limits.check_end(
+                &input,
+                phrase.len().saturating_add(bars.saturating_mul(16)),
+                &format!("the phrase continued by {bars} bars"),
+            )?;
             let key = KeyChoice::parse(&common.key)?;
             (
                 continuation_problem(&phrase, bars, key)?,
@@ -154,7 +190,7 @@ fn run(cli: Cli) -> Result<(), CantorError> {
             masks,
             common,
         } => {
-            let piece = read_music(&input, VoiceLayout::Auto)?;
+            let piece = read_music(&input, VoiceLayout::Auto, &common.limits())?;
             let regions = masks
                 .iter()
                 .map(|m| MaskRegion::parse(m))

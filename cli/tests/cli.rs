@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule};
 use cantor_engine::io::midi::midi_bytes;
-use cantor_engine::io::{read_midi, VoiceLayout};
+use cantor_engine::io::{read_midi, Limits, VoiceLayout};
 use cantor_engine::metrics::Tally;
 use cantor_engine::model::initial_weights;
 use cantor_engine::rules;
@@ -89,7 +89,7 @@ fn chorale() -> Score {
 }
 
 fn read(path: &Path) -> Score {
-    read_midi(path, VoiceLayout::Auto).unwrap()
+    read_midi(path, VoiceLayout::Auto, &Limits::default()).unwrap()
 }
 
 #[test]
@@ -364,6 +364,235 @@ fn errors_are_one_clear_line_and_write_nothing() {
     assert!(e.contains("CUDA"), "{e}");
 }
 
+/// A variable-length quantity, as MIDI files write delta times.
+fn vlq(mut n: u32) -> Vec<u8> {
+    let mut out = vec![(n & 0x7f) as u8];
+    n >>= 7;
+    while n > 0 {
+        out.insert(0, 0x80 | (n & 0x7f) as u8);
+        n >>= 7;
+    }
+    out
+}
+
+/// A one-track MIDI file of `events` (each with its delta time).
+fn smf(ppq: u16, events: &[u8]) -> Vec<u8> {
+    let mut track = events.to_vec();
+    track.extend([0x00, 0xff, 0x2f, 0x00]);
+    let mut out = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01".to_vec();
+    out.extend(ppq.to_be_bytes());
+    out.extend(b"MTrk");
+    out.extend((track.len() as u32).to_be_bytes());
+    out.extend(track);
+    out
+}
+
+fn one_note_musicxml(duration: &str, attributes: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><score-partwise><part-list><score-part id="P1"><part-name>S</part-name></score-part></part-list><part id="P1"><measure number="1"><attributes><divisions>1</divisions>{attributes}</attributes><note><pitch><step>C</step><octave>5</octave></pitch><duration>{duration}</duration><voice>1</voice></note></measure></part></score-partwise>"#
+    )
+}
+
+/// Issue #15: files a few bytes long that used to abort, panic or run for
+/// minutes are refused at once with one line naming the limit.
+#[test]
+fn hostile_files_are_refused_before_anything_large_is_allocated() {
+    let f = Fixture::new();
+    let out = f.arg("out.mid");
+    let model = f.model();
+    let harmonize = |name: &str| {
+        fails(
+            &f,
+            &["harmonize", &f.arg(name), "-o", &out, "--model", &model],
+        )
+    };
+
+    // Ticks per quarter 1, one note held 2^28 - 1 ticks (37 bytes).
+    let mut held = vec![0x00, 0x90, 60, 64];
+    held.extend(vlq((1 << 28) - 1));
+    held.extend([0x80, 60, 0]);
+    std::fs::write(f.path("held.mid"), smf(1, &held)).unwrap();
+    let e = harmonize("held.mid");
+    assert!(
+        e.contains("past the limit of 1000 bars") && e.contains("--max-bars"),
+        "{e}"
+    );
+
+    // A note that starts 2^28 - 1 ticks in.
+    let mut late = vlq((1 << 28) - 1);
+    late.extend([0x90, 60, 64, 0x01, 0x80, 60, 0]);
+    std::fs::write(f.path("late.mid"), smf(1, &late)).unwrap();
+    assert!(harmonize("late.mid").contains("past the limit of 1000 bars"));
+
+    // A melody with ticks per quarter changed from 480 to 1 (a 2-byte
+    // edit): 480 times as long, 1,920 bars.
+    let mut tune = std::fs::read(f.path("melody.mid")).unwrap();
+    tune[12..14].copy_from_slice(&1u16.to_be_bytes());
+    std::fs::write(f.path("ppq1.mid"), &tune).unwrap();
+    assert!(harmonize("ppq1.mid").contains("past the limit"));
+
+    // Tempo 0; only drums.
+    let tempo0 = [
+        0x00, 0xff, 0x51, 0x03, 0, 0, 0, 0x00, 0x90, 60, 64, 0x60, 0x80, 60, 0,
+    ];
+    std::fs::write(f.path("tempo0.mid"), smf(96, &tempo0)).unwrap();
+    assert!(harmonize("tempo0.mid").contains("is not a tempo"));
+    std::fs::write(
+        f.path("drums.mid"),
+        smf(96, &[0x00, 0x99, 36, 64, 0x60, 0x89, 36, 0]),
+    )
+    .unwrap();
+    assert!(harmonize("drums.mid").contains("only drums"));
+
+    // MusicXML durations past any piece, or not finite; a 0/0 meter.
+    for (name, duration, attributes, expected) in [
+        ("long.musicxml", "99999999999", "", "past the limit"),
+        ("e308.musicxml", "1e308", "", "past the largest value read"),
+        ("inf.musicxml", "inf", "", "past the largest value read"),
+        (
+            "meter.musicxml",
+            "4",
+            "<time><beats>0</beats><beat-type>0</beat-type></time>",
+            "0/0 is not a meter",
+        ),
+    ] {
+        std::fs::write(f.path(name), one_note_musicxml(duration, attributes)).unwrap();
+        let e = harmonize(name);
+        assert!(e.contains(expected), "{name}: {e}");
+    }
+
+    // An .mxl whose score inflates past the limit is refused after reading
+    // the limit, not after inflating it all.
+    {
+        use std::io::Write;
+        let file = std::fs::File::create(f.path("bomb.mxl")).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .large_file(true);
+        zip.start_file("score.xml", options).unwrap();
+        let chunk = vec![b' '; 1 << 20];
+        for _ in 0..80 {
+            zip.write_all(&chunk).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    assert!(harmonize("bomb.mxl").contains("inflates past 64 MB"));
+
+    // Settings past their bounds, and continuations past the length limit.
+    let melody = f.arg("melody.mid");
+    let e = fails(
+        &f,
+        &[
+            "harmonize",
+            &melody,
+            "-o",
+            &out,
+            "--model",
+            &model,
+            "--levels",
+            "10000000000",
+        ],
+    );
+    assert!(e.contains("noise levels: 1 to 1000"), "{e}");
+    for bars in ["10000000", "18446744073709551615"] {
+        let e = fails(
+            &f,
+            &[
+                "continue", &melody, "--bars", bars, "-o", &out, "--model", &model,
+            ],
+        );
+        assert!(e.contains("past the limit of 1000 bars"), "{e}");
+    }
+
+    // Model cards that would allocate terabytes.
+    let card = std::fs::read_to_string(f.path("tiny.json")).unwrap();
+    for (name, from, to) in [
+        ("hidden", "\"hidden\": 16", "\"hidden\": 1000000"),
+        (
+            "dilation",
+            "\"dilations\": [",
+            "\"dilations\": [1099511627776, ",
+        ),
+        ("levels", "\"levels\": 40", "\"levels\": 1000000000000"),
+    ] {
+        assert!(card.contains(from), "{name}: the card has no {from}");
+        std::fs::write(f.path(&format!("{name}.json")), card.replace(from, to)).unwrap();
+        std::fs::copy(
+            f.path("tiny.safetensors"),
+            f.path(&format!("{name}.safetensors")),
+        )
+        .unwrap();
+        let e = fails(
+            &f,
+            &[
+                "harmonize",
+                &melody,
+                "-o",
+                &out,
+                "--model",
+                &f.arg(&format!("{name}.safetensors")),
+            ],
+        );
+        assert!(e.contains("limits") || e.contains("outside"), "{name}: {e}");
+    }
+}
+
+/// Output goes through a fresh temporary file created exclusively beside the
+/// target: a read-only target is refused and kept, a symlink where an old
+/// version put its temporary file is never followed.
+#[test]
+fn output_is_written_safely() {
+    let f = Fixture::new();
+    let melody = f.arg("melody.mid");
+    let model = f.model();
+    let target = f.path("readonly.mid");
+    std::fs::write(&target, b"keep").unwrap();
+    let mut permissions = std::fs::metadata(&target).unwrap().permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&target, permissions).unwrap();
+    let run = cantor(&[
+        "harmonize",
+        &melody,
+        "-o",
+        &f.arg("readonly.mid"),
+        "--model",
+        &model,
+        "--levels",
+        "2",
+    ]);
+    assert!(!run.status.success());
+    assert!(stderr(&run).contains("read-only"), "{}", stderr(&run));
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+
+    #[cfg(unix)]
+    {
+        std::fs::write(f.path("victim"), b"keep").unwrap();
+        std::os::unix::fs::symlink(f.path("victim"), f.path("out.tmp-cantor")).unwrap();
+        let run = cantor(&[
+            "harmonize",
+            &melody,
+            "-o",
+            &f.arg("out.mid"),
+            "--model",
+            &model,
+            "--levels",
+            "2",
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        assert_eq!(std::fs::read(f.path("victim")).unwrap(), b"keep");
+        assert!(read(&f.path("out.mid")).notes().len() > 16);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_string_lossy().ends_with(".tmp-cantor") && !e.path().is_symlink()
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn the_built_in_model_harmonizes_the_example_melody() {
     let f = Fixture::new();
@@ -378,7 +607,12 @@ fn the_built_in_model_harmonizes_the_example_melody() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let score = read(&f.path("out.mid"));
-    let tune = read_midi(&asset, VoiceLayout::Melody(Voice::Soprano)).unwrap();
+    let tune = read_midi(
+        &asset,
+        VoiceLayout::Melody(Voice::Soprano),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(
         score.voice_notes(Voice::Soprano),
         tune.voice_notes(Voice::Soprano)

@@ -9,6 +9,21 @@ use crate::vocab::Vocabulary;
 /// Format tag written into every card; a card with another tag is refused.
 pub const CARD_FORMAT: &str = "cantor-score-network/1";
 
+/// Largest residual width a card may state.
+pub const MAX_HIDDEN: usize = 2048;
+/// Largest convolution kernel a card may state.
+pub const MAX_KERNEL: usize = 15;
+/// Most residual blocks a card may state.
+pub const MAX_BLOCKS: usize = 64;
+/// Largest dilation a card may state, in grid steps.
+pub const MAX_DILATION: usize = 4096;
+/// Most Fourier features of log σ a card may state.
+pub const MAX_SIGMA_FEATURES: usize = 256;
+/// Most noise levels a run may take (cards, CLI, plugin).
+pub const MAX_LEVELS: usize = 1000;
+/// Most Langevin steps per level a run may take.
+pub const MAX_STEPS_PER_LEVEL: usize = 100;
+
 /// Shape of the score network (see `network.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkConfig {
@@ -20,6 +35,14 @@ pub struct NetworkConfig {
     pub dilations: Vec<usize>,
     /// Fourier features of log σ fed to the noise embedding (even).
     pub sigma_features: usize,
+    /// Feed the network each voice's *lines*: at every step, the pitch that
+    /// sounds there and the pitch of the next onset, computed from the cells'
+    /// current beliefs (see `network::line_features`). With a hold token the
+    /// pitch a note moves from sits behind any number of holds; these
+    /// channels put it beside the cell. Cards written before they existed
+    /// read as `false`.
+    #[serde(default)]
+    pub line_features: bool,
 }
 
 impl NetworkConfig {
@@ -35,6 +58,7 @@ impl NetworkConfig {
             kernel: 3,
             dilations: vec![1, 2],
             sigma_features: 4,
+            line_features: true,
         }
     }
 }
@@ -151,6 +175,35 @@ impl ModelCard {
         }
         if a.dilations.contains(&0) {
             return Err("architecture has a block with dilation 0".into());
+        }
+        // Bounds far past any network that fits in a plugin, checked before
+        // anything is allocated from these numbers.
+        if a.hidden > MAX_HIDDEN
+            || a.kernel > MAX_KERNEL
+            || a.dilations.len() > MAX_BLOCKS
+            || a.dilations.iter().any(|d| *d > MAX_DILATION)
+            || a.sigma_features > MAX_SIGMA_FEATURES
+        {
+            return Err(format!(
+                "architecture {a:?} is past the limits a card may state (hidden ≤ {MAX_HIDDEN}, kernel ≤ {MAX_KERNEL}, ≤ {MAX_BLOCKS} blocks of dilation ≤ {MAX_DILATION}, ≤ {MAX_SIGMA_FEATURES} sigma features)"
+            ));
+        }
+        let d = &self.sampling;
+        if d.levels == 0
+            || d.levels > MAX_LEVELS
+            || d.steps_per_level == 0
+            || d.steps_per_level > MAX_STEPS_PER_LEVEL
+        {
+            return Err(format!(
+                "sampling defaults of {} levels × {} steps per level are outside 1–{MAX_LEVELS} levels and 1–{MAX_STEPS_PER_LEVEL} steps per level",
+                d.levels, d.steps_per_level
+            ));
+        }
+        if !(self.noise.sigma_max.is_finite() && self.noise.sigma_max < 1e6) {
+            return Err(format!(
+                "noise schedule σ_max={} is not a finite noise level",
+                self.noise.sigma_max
+            ));
         }
         if !(self.noise.sigma_max > self.noise.sigma_min && self.noise.sigma_min > 0.0) {
             return Err(format!(

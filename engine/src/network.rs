@@ -5,6 +5,9 @@
 //! at unit scale), the clean known cells (`y`, zero where free), one
 //! known/free flag per voice, and the step's position inside its beat.
 //!
+//! With `line_features` on (see the card), the input also carries each
+//! voice's lines, derived from the same cells (`line_features`).
+//!
 //! The network is parametrised as a Tweedie denoiser: it outputs, per cell
 //! and voice, a probability distribution `D(x, σ)` over that voice's tokens,
 //! its estimate of E[x₀ | x]. The score follows as
@@ -29,7 +32,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::card::NetworkConfig;
 use crate::grid::{Score, Voice, STEPS_PER_QUARTER, VOICES};
 use crate::mask::Mask;
-use crate::vocab::Vocabulary;
+use crate::vocab::{Vocabulary, HOLD_INDEX};
 
 /// Typical scale of the clean relaxation's coordinates (one-hot 0/1); sets
 /// the input scaling 1/√(σ² + σ_data²).
@@ -179,7 +182,7 @@ pub struct ScoreNetwork {
 impl ScoreNetwork {
     pub fn new(config: &NetworkConfig, vocab: &Vocabulary, vb: VarBuilder) -> Result<ScoreNetwork> {
         let data_channels = vocab.total_size();
-        let input_channels = 2 * data_channels + EXTRA_CONDITIONING;
+        let input_channels = input_channels(config, vocab);
         let h = config.hidden;
         let blocks = config
             .dilations
@@ -222,9 +225,13 @@ impl ScoreNetwork {
             .collect();
         let scale = Tensor::from_vec(scale, (sigmas.len(), 1, 1), device)?;
         let x_in = x.broadcast_mul(&scale)?;
-        let mut h = self
-            .input
-            .forward(&Tensor::cat(&[&x_in, conditioning], D::Minus1)?)?;
+        let input = if self.config.line_features {
+            let lines = line_features(x, conditioning, sigmas, &self.voice_sizes)?;
+            Tensor::cat(&[&x_in, conditioning, &lines], D::Minus1)?
+        } else {
+            Tensor::cat(&[&x_in, conditioning], D::Minus1)?
+        };
+        let mut h = self.input.forward(&input)?;
         for block in &self.blocks {
             h = block.forward(&h, &noise, self.differentiable)?;
         }
@@ -338,11 +345,120 @@ impl ScoreNetwork {
         let h = self.config.hidden as f64;
         let c = self.data_channels as f64;
         let k = self.config.kernel as f64;
-        let per_step = (2.0 * c + EXTRA_CONDITIONING as f64) * h
-            + self.blocks.len() as f64 * (k * h * h + h * h)
-            + h * c;
+        let inputs = (2 * self.data_channels
+            + EXTRA_CONDITIONING
+            + if self.config.line_features {
+                2 * pitch_channels(&self.voice_sizes)
+            } else {
+                0
+            }) as f64;
+        let per_step = inputs * h + self.blocks.len() as f64 * (k * h * h + h * h) + h * c;
         2.0 * per_step * steps as f64
     }
+}
+
+/// Width of the input layer: the scaled `x`, the conditioning and, when the
+/// card asks for them, the lines.
+pub fn input_channels(config: &NetworkConfig, vocab: &Vocabulary) -> usize {
+    let sizes = Voice::ALL.map(|v| vocab.voice_size(v));
+    2 * vocab.total_size()
+        + EXTRA_CONDITIONING
+        + if config.line_features {
+            2 * pitch_channels(&sizes)
+        } else {
+            0
+        }
+}
+
+/// Pitch tokens over all voices (each voice's block less rest and hold).
+fn pitch_channels(voice_sizes: &[usize; VOICES]) -> usize {
+    voice_sizes.iter().map(|n| n - 2).sum()
+}
+
+/// Each voice's lines, (B, T, 2·P) with P the pitch tokens of all voices:
+/// first, per voice, the pitch that sounds at each step; then, per voice,
+/// the pitch of the next onset after the step.
+///
+/// They are computed from the cells' current beliefs `q`: a known cell's
+/// token (from `conditioning`); a free cell's posterior given only its own
+/// noisy value, softmax(x/σ²) — exact as σ → 0, uniform at σ_max, so the
+/// lines are as sharp as the cells they come from. Then, with o the onset
+/// and h the hold probabilities,
+/// sounding: sₜ = oₜ + hₜ·sₜ₋₁ (a rest ends the line),
+/// next onset: nₜ = oₜ₊₁ + hₜ₊₁·nₜ₊₁.
+/// At a note's first step the pitch it moves from is sₜ₋₁ and the one it
+/// moves to is nₜ: both beside the cell, whatever the note lengths. The
+/// lines are inputs, not parameters, so they are computed on the host and
+/// need no backward pass; O(T·C).
+pub fn line_features(
+    x: &Tensor,
+    conditioning: &Tensor,
+    sigmas: &[f32],
+    voice_sizes: &[usize; VOICES],
+) -> Result<Tensor> {
+    let (batch, steps, channels) = x.dims3()?;
+    let width = conditioning.dim(D::Minus1)?;
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let cond = conditioning
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let pitches = pitch_channels(voice_sizes);
+    let out_width = 2 * pitches;
+    let mut out = vec![0.0f32; batch * steps * out_width];
+    let widest = voice_sizes.iter().copied().max().unwrap_or(0);
+    let mut q = vec![0.0f32; steps * widest];
+    let mut line = vec![0.0f32; widest];
+    for b in 0..batch {
+        let sigma = sigmas[if sigmas.len() == 1 { 0 } else { b }];
+        let inv = 1.0 / (sigma * sigma).max(1e-12);
+        let (mut offset, mut pitch_offset) = (0, 0);
+        for (voice, &n) in voice_sizes.iter().enumerate() {
+            // Beliefs, one row of n per step.
+            for t in 0..steps {
+                let row = b * steps + t;
+                let belief = &mut q[t * n..(t + 1) * n];
+                if cond[row * width + channels + voice] > 0.5 {
+                    belief.copy_from_slice(&cond[row * width + offset..row * width + offset + n]);
+                } else {
+                    let cell = &xs[row * channels + offset..row * channels + offset + n];
+                    let top = cell.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+                    let mut total = 0.0;
+                    for (p, v) in belief.iter_mut().zip(cell) {
+                        *p = ((v - top) * inv).exp();
+                        total += *p;
+                    }
+                    belief.iter_mut().for_each(|p| *p /= total);
+                }
+            }
+            let p = n - 2;
+            // The sounding pitch, forwards.
+            line[..p].fill(0.0);
+            for t in 0..steps {
+                let belief = &q[t * n..(t + 1) * n];
+                let hold = belief[HOLD_INDEX];
+                let at = (b * steps + t) * out_width + pitch_offset;
+                for k in 0..p {
+                    line[k] = belief[2 + k] + hold * line[k];
+                }
+                out[at..at + p].copy_from_slice(&line[..p]);
+            }
+            // The next onset, backwards.
+            line[..p].fill(0.0);
+            for t in (0..steps).rev() {
+                let at = (b * steps + t) * out_width + pitches + pitch_offset;
+                out[at..at + p].copy_from_slice(&line[..p]);
+                let belief = &q[t * n..(t + 1) * n];
+                let hold = belief[HOLD_INDEX];
+                for k in 0..p {
+                    line[k] = belief[2 + k] + hold * line[k];
+                }
+            }
+            offset += n;
+            pitch_offset += p;
+        }
+    }
+    Tensor::from_vec(out, (batch, steps, out_width), x.device())?.to_dtype(x.dtype())
 }
 
 /// Fourier features of log σ: sin and cos of ωₖ·log σ, ωₖ = 0.5·(k+1).
@@ -457,6 +573,56 @@ mod tests {
         let rows: Vec<Vec<f32>> = taps.squeeze(0)?.to_vec2()?;
         assert_eq!(rows[0], vec![0.0, 1.0, 3.0]);
         assert_eq!(rows[3], vec![2.0, 4.0, 0.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn lines_put_the_neighbouring_notes_beside_each_cell() -> Result<()> {
+        let vocab = Vocabulary::chorales();
+        let score = Score::from_pitches(Voice::Soprano, &[60, 62, 64], 4);
+        let c = vocab.total_size();
+        let sizes = Voice::ALL.map(|v| vocab.voice_size(v));
+        let pitches = pitch_channels(&sizes);
+        let clean = Tensor::from_vec(one_hot(&score, &vocab), (1, 12, c), &Device::Cpu)?;
+        let width = c + EXTRA_CONDITIONING;
+        // Known: the lines come from the cells themselves.
+        let known = Tensor::from_vec(
+            conditioning(&score, &Mask::none(12), &vocab),
+            (1, 12, width),
+            &Device::Cpu,
+        )?;
+        // Free, at a small σ: the same lines from the noisy values alone.
+        let free = Tensor::from_vec(
+            conditioning(&score, &Mask::all(12), &vocab),
+            (1, 12, width),
+            &Device::Cpu,
+        )?;
+        let noisy = (&clean + (Tensor::randn(0f32, 1.0, (1, 12, c), &Device::Cpu)? * 0.05)?)?;
+        let lowest = vocab.range(Voice::Soprano).lowest;
+        let pitch_at = |row: &[f32], base: usize| -> Option<u8> {
+            let (i, v) = row[base..base + vocab.voice_size(Voice::Soprano) - 2]
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))?;
+            (*v > 0.9).then_some(lowest + i as u8)
+        };
+        for (x, cond, sigma) in [(&clean, &known, 1.0f32), (&noisy, &free, 0.1)] {
+            let lines: Vec<Vec<f32>> = line_features(x, cond, &[sigma], &sizes)?
+                .squeeze(0)?
+                .to_vec2()?;
+            assert_eq!(lines[0].len(), 2 * pitches);
+            let sounding: Vec<Option<u8>> = lines.iter().map(|r| pitch_at(r, 0)).collect();
+            let next: Vec<Option<u8>> = lines.iter().map(|r| pitch_at(r, pitches)).collect();
+            assert_eq!(sounding[3], Some(60));
+            assert_eq!(sounding[5], Some(62), "a hold sounds its onset's pitch");
+            assert_eq!(sounding[11], Some(64));
+            assert_eq!(next[0], Some(62), "the next onset, past the holds");
+            assert_eq!(next[4], Some(64));
+            assert_eq!(next[11], None, "nothing follows the last note");
+            // The silent voices have no line.
+            let alto = vocab.voice_size(Voice::Soprano) - 2;
+            assert!(lines[5][alto..pitches].iter().all(|v| v.abs() < 1e-3));
+        }
         Ok(())
     }
 }

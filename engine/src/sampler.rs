@@ -279,8 +279,18 @@ impl SamplerSettings {
     }
 
     fn check(&self) -> Result<()> {
-        if self.levels == 0 {
-            return Err(CantorError::input("at least one noise level is needed"));
+        use crate::card::{MAX_LEVELS, MAX_STEPS_PER_LEVEL};
+        if self.levels == 0 || self.levels > MAX_LEVELS {
+            return Err(CantorError::input(format!(
+                "{} noise levels: 1 to {MAX_LEVELS} are allowed",
+                self.levels
+            )));
+        }
+        if self.steps_per_level > MAX_STEPS_PER_LEVEL {
+            return Err(CantorError::input(format!(
+                "{} steps per level: at most {MAX_STEPS_PER_LEVEL} are allowed",
+                self.steps_per_level
+            )));
         }
         if !(self.step_size > 0.0 && self.step_size <= 1.0) {
             return Err(CantorError::input(format!(

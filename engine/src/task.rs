@@ -86,6 +86,10 @@ pub fn harmonize_problem(melody: &Score, voice: Voice, key: KeyChoice) -> Result
 /// Continue: `bars` more bars after `phrase` (in its last time signature).
 /// Voices that are silent throughout the phrase are written for the phrase
 /// too, so a melody alone is harmonized and continued.
+/// Longest piece a continuation may make, in grid steps (a bound against
+/// overflow and runaway allocation; callers apply their own, smaller limits).
+pub const MAX_CONTINUATION_STEPS: usize = 1 << 24;
+
 pub fn continuation_problem(phrase: &Score, bars: usize, key: KeyChoice) -> Result<Problem> {
     if bars == 0 {
         return Err(CantorError::input("continue needs at least one bar"));
@@ -99,7 +103,17 @@ pub fn continuation_problem(phrase: &Score, bars: usize, key: KeyChoice) -> Resu
     let bar = phrase
         .time_signature_at(known_len.saturating_sub(1))
         .steps_per_bar();
-    let score = phrase.extended(known_len + bars * bar);
+    let total = bars
+        .checked_mul(bar)
+        .and_then(|new| new.checked_add(known_len))
+        .filter(|total| *total <= MAX_CONTINUATION_STEPS)
+        .ok_or_else(|| {
+            CantorError::input(format!(
+                "continuing by {bars} bars would make a piece longer than {} bars of 4/4",
+                MAX_CONTINUATION_STEPS / 16
+            ))
+        })?;
+    let score = phrase.extended(total);
     let mut mask = Mask::none(score.len());
     let silent: Vec<Voice> = Voice::ALL
         .into_iter()

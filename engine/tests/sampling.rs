@@ -512,6 +512,7 @@ fn the_shipped_defaults_write_inner_voices_that_move() {
     let tune = cantor_engine::io::read_music(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/old-hundredth.mid"),
         cantor_engine::io::VoiceLayout::Melody(Voice::Soprano),
+        &cantor_engine::io::Limits::default(),
     )
     .unwrap();
     let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();

@@ -158,8 +158,12 @@ fn export_writes_the_take_as_a_midi_file_with_the_hosts_tempo() {
     let path = dir.path().join("take.mid");
     let message = cantor::editor::export(&status(Mode::Harmonize), &path, Some(90.0)).unwrap();
     assert!(message.contains("6 bars"), "{message}");
-    let score =
-        cantor_engine::io::midi::read_midi(&path, cantor_engine::io::VoiceLayout::Auto).unwrap();
+    let score = cantor_engine::io::midi::read_midi(
+        &path,
+        cantor_engine::io::VoiceLayout::Auto,
+        &cantor_engine::io::Limits::default(),
+    )
+    .unwrap();
     assert_eq!(score.len(), 96);
     assert_eq!(score.tempos()[0], (0, 666_667));
     // Each bar: the heard melody note and the three composed voices.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cantor_engine::grid::{Score, Voice};
-use cantor_engine::io::{read_jsb, read_music, VoiceLayout};
+use cantor_engine::io::{read_jsb, read_music, Limits, VoiceLayout};
 use cantor_engine::vocab::{Vocabulary, VoiceRange};
 use serde::Serialize;
 
@@ -115,7 +115,7 @@ impl Corpus {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            match read_music(&file, VoiceLayout::Auto) {
+            match read_music(&file, VoiceLayout::Auto, &Limits::default()) {
                 Ok(score) => match split_of(&name, seed) {
                     0 => train.push(score),
                     1 => valid.push(score),

@@ -205,6 +205,25 @@ struct TrainArgs {
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Feed the network each voice's lines (the sounding pitch and the next
+    /// onset at every step): on or off.
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    line_features: bool,
+    /// Start from a trained model (its .safetensors, card beside it) instead
+    /// of random weights: its architecture, vocabulary and noise schedule are
+    /// kept (--hidden, --dilations, --sigma-* are ignored). Input channels the
+    /// model lacks (turning --line-features on) start at zero weight, so
+    /// training starts from exactly the model's function.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {s}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -238,6 +257,8 @@ fn main() -> ExitCode {
                 split_seed: a.split_seed,
                 device: a.device,
                 resume: a.resume,
+                line_features: a.line_features,
+                init_from: a.init_from,
             })
         }
         Command::Eval(a) => sampler_settings(&a.model, &a.sampling).and_then(|settings| {

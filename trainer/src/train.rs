@@ -65,6 +65,12 @@ pub struct TrainConfig {
     /// Continue from the checkpoint beside `out` (required when one exists).
     #[serde(default)]
     pub resume: bool,
+    /// Feed the network each voice's lines (`NetworkConfig::line_features`).
+    #[serde(default)]
+    pub line_features: bool,
+    /// Start from this trained model's weights and card (fine-tuning).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 /// A training batch, host-side.
@@ -371,6 +377,42 @@ fn check_same_data(state: &CheckpointState, config: &TrainConfig, ckpt: &Path) -
     Ok(())
 }
 
+/// The card and weights of a trained model to fine-tune, widened to the
+/// line features when they are asked for and the model lacks them: the new
+/// input columns start at zero, so the network computes exactly what the
+/// model did until training teaches it to use them.
+fn start_from(
+    path: &Path,
+    line_features: bool,
+    device: &Device,
+) -> Result<(ModelCard, HashMap<String, Tensor>)> {
+    let card_file = cantor_engine::model::card_path(path);
+    let mut card: ModelCard = serde_json::from_slice(
+        &std::fs::read(&card_file).with_context(|| format!("{}", card_file.display()))?,
+    )
+    .with_context(|| format!("{}: not a model card", card_file.display()))?;
+    card.validate().map_err(anyhow::Error::msg)?;
+    let mut weights = candle_core::safetensors::load(path, device)
+        .with_context(|| format!("{}: unreadable weights", path.display()))?;
+    if line_features && !card.architecture.line_features {
+        card.architecture.line_features = true;
+        let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
+        let input = weights
+            .get("input.weight")
+            .with_context(|| format!("{}: no input.weight", path.display()))?;
+        let (hidden, have) = input.dims2()?;
+        anyhow::ensure!(
+            have < wanted,
+            "{}: input.weight has {have} columns, the line features need {wanted}",
+            path.display()
+        );
+        let zeros = Tensor::zeros((hidden, wanted - have), DType::F32, device)?;
+        let widened = Tensor::cat(&[input, &zeros], 1)?;
+        weights.insert("input.weight".into(), widened);
+    }
+    Ok((card, weights))
+}
+
 fn checkpoint_dir(out: &Path) -> PathBuf {
     out.with_extension("ckpt")
 }
@@ -419,9 +461,18 @@ pub fn train(config: TrainConfig) -> Result<()> {
     if let Some(state) = &resumed {
         check_same_data(state, &config, &ckpt)?;
     }
-    let mut card = match &resumed {
-        Some(state) => state.card.clone(),
-        None => {
+    let start_model = match (&resumed, &config.init_from) {
+        (None, Some(path)) => Some(start_from(path, config.line_features, &device)?),
+        _ => None,
+    };
+    let mut card = match (&resumed, &start_model) {
+        (Some(state), _) => state.card.clone(),
+        (None, Some((card, _))) => {
+            let mut card = card.clone();
+            card.name = config.name.clone();
+            card
+        }
+        (None, None) => {
             let all: Vec<&Score> = corpus
                 .train
                 .iter()
@@ -447,6 +498,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
                     kernel: 3,
                     dilations: config.dilations.clone(),
                     sigma_features: 16,
+                    line_features: config.line_features,
                 },
                 vocab,
                 NoiseSchedule {
@@ -487,7 +539,10 @@ pub fn train(config: TrainConfig) -> Result<()> {
             best_valid = state.best_valid;
             candle_core::safetensors::load(ckpt.join("params.safetensors"), &device)?
         }
-        None => initial_weights(&card, config.seed, &device)?,
+        None => match start_model {
+            Some((_, weights)) => weights,
+            None => initial_weights(&card, config.seed, &device)?,
+        },
     };
     {
         let mut data = varmap.data().lock().expect("varmap lock");
@@ -829,6 +884,8 @@ mod tests {
             split_seed: 0,
             device: "cpu".into(),
             resume: false,
+            line_features: true,
+            init_from: None,
         };
         assert!(learning_rate(&config, 0) < 2e-5);
         let peak = learning_rate(&config, 100);

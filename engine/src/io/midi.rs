@@ -11,21 +11,29 @@ use std::path::Path;
 use midly::num::{u15, u28, u4, u7};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
-use super::{assemble, write_atomically, Part, PartNote, Timeline, VoiceLayout};
+use super::{assemble, write_atomically, Limits, Part, PartNote, Timeline, VoiceLayout};
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, TimeSignature, Voice, STEPS_PER_QUARTER};
 
 /// Ticks per quarter note in files Cantor writes.
 pub const WRITE_PPQ: u16 = 480;
 
+/// General MIDI's percussion channel (10, counted from 0).
+const DRUM_CHANNEL: u8 = 9;
+
 /// Reads a MIDI file into a score.
-pub fn read_midi(path: &Path, layout: VoiceLayout) -> Result<Score> {
-    let bytes = std::fs::read(path).map_err(|e| CantorError::io(path, e))?;
-    parse_midi(&bytes, path, layout)
+pub fn read_midi(path: &Path, layout: VoiceLayout, limits: &Limits) -> Result<Score> {
+    let bytes = limits.read_file(path)?;
+    parse_midi(&bytes, path, layout, limits)
 }
 
 /// Parses MIDI bytes; `path` is only used in messages.
-pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Score> {
+pub fn parse_midi(
+    bytes: &[u8],
+    path: &Path,
+    layout: VoiceLayout,
+    limits: &Limits,
+) -> Result<Score> {
     let smf = Smf::parse(bytes)
         .map_err(|e| CantorError::music(path, format!("not a readable MIDI file ({e})")))?;
     let ppq = match smf.header.timing {
@@ -49,6 +57,7 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
     let mut time_signatures = Vec::new();
     let mut tempos = Vec::new();
     let mut track_names: HashMap<usize, String> = HashMap::new();
+    let mut drum_notes = 0usize;
     for (track_index, track) in smf.tracks.iter().enumerate() {
         let mut tick = 0u64;
         let mut open: HashMap<(u8, u8), VecDeque<(u64, u8)>> = HashMap::new();
@@ -70,6 +79,10 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
         for event in track {
             tick += event.delta.as_int() as u64;
             match event.kind {
+                // Channel 10 is General MIDI's drum kit: not a voice.
+                TrackEventKind::Midi { channel, .. } if channel.as_int() == DRUM_CHANNEL => {
+                    drum_notes += 1;
+                }
                 TrackEventKind::Midi { channel, message } => {
                     let channel = channel.as_int();
                     match message {
@@ -96,6 +109,16 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
                     );
                 }
                 TrackEventKind::Meta(MetaMessage::Tempo(us)) => {
+                    if us.as_int() == 0 {
+                        return Err(CantorError::music(
+                            path,
+                            format!(
+                                "track {}: a tempo of 0 µs per quarter note at quarter note {} is not a tempo",
+                                track_index + 1,
+                                tick / ppq
+                            ),
+                        ));
+                    }
                     tempos.push((to_step(tick), us.as_int()))
                 }
                 TrackEventKind::Meta(MetaMessage::TimeSignature(num, den_pow, _, _))
@@ -150,6 +173,12 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
         }
         by_track.into_values().collect()
     };
+    if parts.is_empty() && drum_notes > 0 {
+        return Err(CantorError::music(
+            path,
+            "the file holds only drums (MIDI channel 10), no melody or voices",
+        ));
+    }
     assemble(
         path,
         parts,
@@ -158,6 +187,7 @@ pub fn parse_midi(bytes: &[u8], path: &Path, layout: VoiceLayout) -> Result<Scor
             tempos,
         },
         layout,
+        limits,
     )
 }
 
@@ -292,7 +322,13 @@ mod tests {
     fn a_written_file_reads_back_to_the_same_score() {
         let score = four_voice_score();
         let bytes = midi_bytes(&score);
-        let back = parse_midi(&bytes, Path::new("x.mid"), VoiceLayout::Auto).unwrap();
+        let back = parse_midi(
+            &bytes,
+            Path::new("x.mid"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(back.notes(), score.notes());
         assert_eq!(back.tempos(), score.tempos());
         assert_eq!(back.len(), score.len());
@@ -300,18 +336,28 @@ mod tests {
 
     #[test]
     fn a_broken_file_says_so() {
-        let err = parse_midi(b"MThd\x00\x00", Path::new("broken.mid"), VoiceLayout::Auto)
-            .unwrap_err()
-            .to_string();
+        let err = parse_midi(
+            b"MThd\x00\x00",
+            Path::new("broken.mid"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("broken.mid: not a readable MIDI file"),
             "{err}"
         );
         let mut bytes = midi_bytes(&four_voice_score());
         bytes.truncate(bytes.len() / 2);
-        let err = parse_midi(&bytes, Path::new("cut.mid"), VoiceLayout::Auto)
-            .unwrap_err()
-            .to_string();
+        let err = parse_midi(
+            &bytes,
+            Path::new("cut.mid"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("cut.mid: "), "{err}");
     }
 }

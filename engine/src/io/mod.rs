@@ -18,6 +18,75 @@ pub use jsb::{read_jsb, JsbSplits};
 pub use midi::{read_midi, write_midi};
 pub use musicxml::read_musicxml;
 
+/// What a music file may hold, checked before anything the size of the
+/// piece is allocated. A file past a limit is refused with one line saying
+/// which limit and where; `cantor --max-bars` raises the length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest piece, in bars of 4/4 (16 grid steps each).
+    pub max_bars: usize,
+    /// Largest file read, and largest score inflated from an `.mxl` archive.
+    pub max_bytes: u64,
+    /// Most XML nodes in a MusicXML document.
+    pub max_xml_nodes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            // A chorale is 10–30 bars; a long movement a few hundred.
+            max_bars: 1_000,
+            max_bytes: 64 << 20,
+            max_xml_nodes: 4_000_000,
+        }
+    }
+}
+
+impl Limits {
+    /// The longest piece in grid steps.
+    pub fn max_steps(&self) -> usize {
+        self.max_bars
+            .saturating_mul(4)
+            .saturating_mul(crate::grid::STEPS_PER_QUARTER)
+    }
+
+    /// Refuses a piece that would end past `max_bars`; `what` says where.
+    pub fn check_end(&self, path: &Path, end: usize, what: &str) -> Result<()> {
+        if end > self.max_steps() {
+            let quarters = end / crate::grid::STEPS_PER_QUARTER;
+            return Err(CantorError::music(
+                path,
+                format!(
+                    "{what} ends {quarters} quarter notes in (about {} bars of 4/4), past the limit of {} bars; --max-bars raises it",
+                    quarters / 4 + 1,
+                    self.max_bars
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads a whole file, refusing one larger than `max_bytes` before reading it.
+    pub fn read_file(&self, path: &Path) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(|e| CantorError::io(path, e))?;
+        let mut bytes = Vec::new();
+        file.take(self.max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| CantorError::io(path, e))?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(CantorError::music(
+                path,
+                format!(
+                    "the file is larger than {} MB, the limit for a music file",
+                    self.max_bytes >> 20
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
 /// How a file's parts become voices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoiceLayout {
@@ -57,15 +126,15 @@ pub struct Timeline {
 }
 
 /// Reads a MIDI or MusicXML file, choosing the reader by extension.
-pub fn read_music(path: &Path, layout: VoiceLayout) -> Result<Score> {
+pub fn read_music(path: &Path, layout: VoiceLayout, limits: &Limits) -> Result<Score> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase())
         .unwrap_or_default();
     match ext.as_str() {
-        "mid" | "midi" | "smf" => read_midi(path, layout),
-        "mxl" | "musicxml" | "xml" => read_musicxml(path, layout),
+        "mid" | "midi" | "smf" => read_midi(path, layout, limits),
+        "mxl" | "musicxml" | "xml" => read_musicxml(path, layout, limits),
         _ => Err(CantorError::music(
             path,
             "unknown file type: expected .mid/.midi, .mxl, .musicxml or .xml",
@@ -74,14 +143,30 @@ pub fn read_music(path: &Path, layout: VoiceLayout) -> Result<Score> {
 }
 
 /// Builds the score: assigns parts to voices, then lays the notes on a grid
-/// that ends on a bar line.
+/// that ends on a bar line. Refuses a piece past `limits` before allocating
+/// its grid.
 pub fn assemble(
     path: &Path,
     parts: Vec<Part>,
     timeline: Timeline,
     layout: VoiceLayout,
+    limits: &Limits,
 ) -> Result<Score> {
     let parts: Vec<Part> = parts.into_iter().filter(|p| !p.notes.is_empty()).collect();
+    for part in &parts {
+        if let Some(note) = part.notes.iter().max_by_key(|n| n.end) {
+            let start = note.start / crate::grid::STEPS_PER_QUARTER;
+            limits.check_end(
+                path,
+                note.end,
+                &format!(
+                    "{}: the note {} at quarter note {start}",
+                    part.name,
+                    pitch_name(note.pitch)
+                ),
+            )?;
+        }
+    }
     build(path, parts, timeline, |score, parts| {
         assign_voices(path, score, parts, layout)
     })
@@ -370,12 +455,68 @@ fn best_order_preserving(group: &[PartNote], free: &[usize], last: &[f64; VOICES
     best.1
 }
 
-/// Writes `bytes` to `path` via a temporary file and a rename, so a failed
-/// write never leaves half a file behind.
+/// Writes `bytes` to `path` via a fresh temporary file beside it (created
+/// exclusively, so a file or symlink already there is never followed) and a
+/// rename, so a failed write never leaves half a file behind or touches the
+/// target. A read-only target is refused rather than replaced.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp-cantor");
-    std::fs::write(&tmp, bytes).map_err(|e| CantorError::io(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.is_dir() {
+            return Err(CantorError::music(path, "is a folder, not a file"));
+        }
+        if meta.permissions().readonly() {
+            return Err(CantorError::music(
+                path,
+                "the file is read-only: not replaced (choose another -o, or make it writable)",
+            ));
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let (mut tmp, mut file) = (std::path::PathBuf::new(), None);
+    for _ in 0..16 {
+        let candidate_name = format!(
+            ".{name}.{}-{}.tmp-cantor",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        tmp = match dir {
+            Some(d) => d.join(candidate_name),
+            None => std::path::PathBuf::from(candidate_name),
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => {
+                file = Some(f);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(CantorError::io(path, e)),
+        }
+    }
+    let Some(mut file) = file else {
+        return Err(CantorError::music(
+            path,
+            "could not create a temporary file beside it",
+        ));
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| {
+            drop(file);
+            std::fs::rename(&tmp, path)
+        });
+    written.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         CantorError::io(path, e)
     })

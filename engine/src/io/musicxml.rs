@@ -13,34 +13,32 @@ use std::path::Path;
 
 use roxmltree::{Document, Node};
 
-use super::{assemble, Part, PartNote, Timeline, VoiceLayout};
+use super::{assemble, Limits, Part, PartNote, Timeline, VoiceLayout};
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, TimeSignature, DEFAULT_VELOCITY, STEPS_PER_QUARTER};
 
-pub fn read_musicxml(path: &Path, layout: VoiceLayout) -> Result<Score> {
-    let bytes = std::fs::read(path).map_err(|e| CantorError::io(path, e))?;
+pub fn read_musicxml(path: &Path, layout: VoiceLayout, limits: &Limits) -> Result<Score> {
+    let bytes = limits.read_file(path)?;
     let is_mxl = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("mxl"));
     let text = if is_mxl || bytes.starts_with(b"PK") {
-        unzip_score(&bytes, path)?
+        unzip_score(&bytes, path, limits)?
     } else {
         String::from_utf8(bytes)
             .map_err(|_| CantorError::music(path, "not UTF-8 text, so not MusicXML"))?
     };
-    parse_musicxml(&text, path, layout)
+    parse_musicxml(&text, path, layout, limits)
 }
 
 /// The score document inside an `.mxl` archive.
-fn unzip_score(bytes: &[u8], path: &Path) -> Result<String> {
+fn unzip_score(bytes: &[u8], path: &Path, limits: &Limits) -> Result<String> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| CantorError::music(path, format!("not a readable .mxl archive ({e})")))?;
     let mut read = |name: &str| -> Option<String> {
-        let mut file = archive.by_name(name).ok()?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).ok()?;
-        Some(text)
+        let file = archive.by_name(name).ok()?;
+        inflate_capped(file, name, path, limits).ok()
     };
     let rootfile = read("META-INF/container.xml").and_then(|container| {
         let doc = Document::parse(&container).ok()?;
@@ -61,25 +59,49 @@ fn unzip_score(bytes: &[u8], path: &Path) -> Result<String> {
             .map(str::to_string)
             .ok_or_else(|| CantorError::music(path, "the .mxl archive holds no MusicXML score"))?,
     };
-    let mut file = archive.by_name(&name).map_err(|_| {
+    let file = archive.by_name(&name).map_err(|_| {
         CantorError::music(
             path,
             format!("the .mxl archive names '{name}' but lacks it"),
         )
     })?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| {
-        CantorError::music(path, format!("cannot read '{name}' from the archive: {e}"))
-    })?;
-    Ok(text)
+    inflate_capped(file, &name, path, limits)
+}
+
+/// Inflates one archive entry as text, streaming, and stops as soon as it
+/// passes `limits.max_bytes`: a small archive that inflates to gigabytes is
+/// refused after reading the limit, not after inflating it all.
+fn inflate_capped(file: impl Read, name: &str, path: &Path, limits: &Limits) -> Result<String> {
+    let mut bytes = Vec::new();
+    file.take(limits.max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            CantorError::music(path, format!("cannot read '{name}' from the archive: {e}"))
+        })?;
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(CantorError::music(
+            path,
+            format!(
+                "'{name}' in the archive inflates past {} MB, the limit for a score",
+                limits.max_bytes >> 20
+            ),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| CantorError::music(path, format!("'{name}' in the archive is not UTF-8 text")))
 }
 
 /// Parses MusicXML text; `path` is only used in messages.
-pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Score> {
+pub fn parse_musicxml(
+    text: &str,
+    path: &Path,
+    layout: VoiceLayout,
+    limits: &Limits,
+) -> Result<Score> {
     // MusicXML files start with a DOCTYPE; roxmltree refuses DTDs unless asked.
     let options = roxmltree::ParsingOptions {
         allow_dtd: true,
-        ..roxmltree::ParsingOptions::default()
+        nodes_limit: limits.max_xml_nodes,
     };
     let doc = Document::parse_with_options(text, options)
         .map_err(|e| CantorError::music(path, format!("not valid XML ({e})")))?;
@@ -154,7 +176,7 @@ pub fn parse_musicxml(text: &str, path: &Path, layout: VoiceLayout) -> Result<Sc
         }
     }
 
-    assemble(path, parts, timeline, layout)
+    assemble(path, parts, timeline, layout, limits)
 }
 
 struct ReadPart {
@@ -171,18 +193,36 @@ fn child_text(node: Node, tag: &str) -> Option<String> {
         .map(|t| t.trim().to_string())
 }
 
+/// Largest magnitude of a number read from MusicXML (durations, divisions):
+/// far past any real score, small enough that positions computed from it
+/// stay exact and finite. Pieces past the length limit are refused later.
+const MAX_NUMBER: f64 = 1e12;
+
+/// Tempos read (quarter notes per minute): MIDI stores at most 2²⁴ µs per
+/// quarter (3.6 BPM).
+const MIN_BPM: f64 = 4.0;
+const MAX_BPM: f64 = 1000.0;
+
 fn number(node: Node, tag: &str, path: &Path, part: &str) -> Result<Option<f64>> {
     match child_text(node, tag) {
         None => Ok(None),
-        Some(t) => t.parse::<f64>().map(Some).map_err(|_| {
-            CantorError::music(
+        Some(t) => match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v.abs() <= MAX_NUMBER => Ok(Some(v)),
+            Ok(_) => Err(CantorError::music(
+                path,
+                format!(
+                    "part '{part}', line {}: <{tag}> is '{t}', past the largest value read ({MAX_NUMBER:e})",
+                    line_of(node)
+                ),
+            )),
+            Err(_) => Err(CantorError::music(
                 path,
                 format!(
                     "part '{part}', line {}: <{tag}> is '{t}', not a number",
                     line_of(node)
                 ),
-            )
-        }),
+            )),
+        },
     }
 }
 
@@ -191,7 +231,13 @@ fn line_of(node: Node) -> u32 {
 }
 
 fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
-    let to_step = |quarters: f64| (quarters * STEPS_PER_QUARTER as f64).round().max(0.0) as usize;
+    // Positions past 2^40 steps are far past any limit; clamping keeps the
+    // arithmetic on them from overflowing before the limit refuses them.
+    let to_step = |quarters: f64| {
+        (quarters * STEPS_PER_QUARTER as f64)
+            .round()
+            .clamp(0.0, (1u64 << 40) as f64) as usize
+    };
     let mut divisions = 1.0f64;
     let mut measure_start = 0.0f64; // in quarters
     let mut notes: Vec<PartNote> = Vec::new();
@@ -225,13 +271,23 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                     if let Some(time) = child.children().find(|n| n.has_tag_name("time")) {
                         let beats = child_text(time, "beats").and_then(|b| {
                             // Compound signatures like "3+2" add up.
-                            b.split('+')
-                                .map(|x| x.trim().parse::<u8>().ok())
-                                .sum::<Option<u8>>()
+                            b.split('+').try_fold(0u8, |sum, x| {
+                                sum.checked_add(x.trim().parse::<u8>().ok()?)
+                            })
                         });
                         let beat_type =
                             child_text(time, "beat-type").and_then(|b| b.parse::<u8>().ok());
                         if let (Some(numerator), Some(denominator)) = (beats, beat_type) {
+                            if numerator == 0 || !denominator.is_power_of_two() || denominator > 64
+                            {
+                                return Err(CantorError::music(
+                                    path,
+                                    format!(
+                                        "part '{name}', line {}: {numerator}/{denominator} is not a meter (beats > 0, a beat type of 1, 2, 4 … 64)",
+                                        line_of(time)
+                                    ),
+                                ));
+                            }
                             current_ts = TimeSignature {
                                 numerator,
                                 denominator,
@@ -250,7 +306,16 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                         .and_then(|s| s.attribute("tempo"))
                         .and_then(|t| t.parse::<f64>().ok())
                     {
-                        if tempo > 0.0 {
+                        if !(MIN_BPM..=MAX_BPM).contains(&tempo) {
+                            return Err(CantorError::music(
+                                path,
+                                format!(
+                                    "part '{name}', line {}: a tempo of {tempo} BPM is outside {MIN_BPM}–{MAX_BPM}",
+                                    line_of(child)
+                                ),
+                            ));
+                        }
+                        {
                             timeline
                                 .tempos
                                 .push((to_step(pos), (60_000_000.0 / tempo).round() as u32));
@@ -428,7 +493,13 @@ mod tests {
             ("P4", "Bass", part("P4", PICKUP_C5)),
             ("P5", "Horn", part("P5", PICKUP_C5)),
         ]);
-        let score = parse_musicxml(&xml, Path::new("c.musicxml"), VoiceLayout::Auto).unwrap();
+        let score = parse_musicxml(
+            &xml,
+            Path::new("c.musicxml"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap();
         // Pickup of one quarter: three beats of rest first.
         assert_eq!(score.get(11, Voice::Alto), Token::Rest);
         assert_eq!(score.get(12, Voice::Alto), Token::Pitch(72));
@@ -452,6 +523,7 @@ mod tests {
             &xml,
             Path::new("m.musicxml"),
             VoiceLayout::Melody(Voice::Soprano),
+            &Limits::default(),
         )
         .unwrap();
         let notes = score.voice_notes(Voice::Soprano);
@@ -468,14 +540,20 @@ mod tests {
             "<score-partwise><part",
             Path::new("bad.musicxml"),
             VoiceLayout::Auto,
+            &Limits::default(),
         )
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("bad.musicxml: not valid XML"), "{err}");
         let xml = document(&[("P1", "S", r#"<part id="P1"><measure><note><pitch><step>H</step><octave>4</octave></pitch><duration>1</duration></note></measure></part>"#.to_string())]);
-        let err = parse_musicxml(&xml, Path::new("h.musicxml"), VoiceLayout::Auto)
-            .unwrap_err()
-            .to_string();
+        let err = parse_musicxml(
+            &xml,
+            Path::new("h.musicxml"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'H' is not a pitch step"), "{err}");
     }
 }
