@@ -181,6 +181,11 @@ pub struct Summary {
     /// Per voice, overlap of the note-duration histogram with the
     /// reference's; None as for `interval_overlap`.
     pub duration_overlap: PerVoice<Option<f64>>,
+    /// Per voice, the share of melodic intervals that are steps (one or two
+    /// semitones either way): how much of a line passes rather than skips.
+    /// None where the voice has no interval. Older reports lack it.
+    #[serde(default)]
+    pub step_share: PerVoice<Option<f64>>,
     /// Melodic leaps past an octave, all voices, per 100 beats.
     pub wide_leaps_per_100_beats: f64,
     /// Continuations: mean pitch-class overlap of the new bars with the
@@ -448,6 +453,15 @@ impl Tally {
                     &self.duration_counts[voice.index()],
                     &r.duration_counts[voice.index()],
                 )
+            }),
+            step_share: PerVoice::from_fn(|voice| {
+                let counts = &self.interval_counts[voice.index()];
+                let total: usize = counts.iter().sum();
+                let steps: usize = [-2, -1, 1, 2]
+                    .iter()
+                    .map(|i| counts[interval_bin(*i)])
+                    .sum();
+                (total > 0).then(|| steps as f64 / total as f64)
             }),
             wide_leaps_per_100_beats: per100(self.wide_leaps),
             prompt_pitch_class_overlap: (self.prompts > 0)
@@ -745,6 +759,8 @@ mod tests {
         assert_eq!(summary.notes_per_beat.bass, Some(0.25));
         assert_eq!(summary.interval_overlap.alto, Some(1.0));
         assert_eq!(summary.interval_overlap.bass, None); // one note, no interval
+        assert_eq!(summary.step_share.alto, Some(0.5)); // C4 → D4 of two
+        assert_eq!(summary.step_share.bass, None);
         assert_eq!(summary.duration_overlap.bass, Some(1.0));
         assert_eq!(summary.wide_leaps_per_100_beats, 25.0); // 1 in 4 beats
 

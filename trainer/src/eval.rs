@@ -724,6 +724,12 @@ pub fn markdown(report: &EvalReport) -> String {
         }
         for voice in Voice::ALL {
             rows.push((
+                format!("steps (±1–2 semitones) among intervals {}", initial(voice)),
+                Box::new(move |s| *s.step_share.get(voice)),
+            ));
+        }
+        for voice in Voice::ALL {
+            rows.push((
                 format!("duration-histogram overlap with Bach {}", initial(voice)),
                 Box::new(move |s| *s.duration_overlap.get(voice)),
             ));
