@@ -9,6 +9,24 @@ use cantor_engine::grid::STEPS_PER_QUARTER;
 /// before a step still counts as on it.
 const STEP_EPSILON: f64 = 1e-6;
 
+/// Farthest song position taken from a host, in beats either way (about
+/// 19,000 years at 120 BPM): past it, or not finite, the position is
+/// ignored and Cantor keeps its own clock, so the step arithmetic downstream
+/// never overflows.
+pub const MAX_HOST_BEAT: f64 = 1e12;
+/// Fastest tempo taken from a host, in BPM; faster or not finite falls back.
+pub const MAX_HOST_TEMPO: f64 = 10_000.0;
+
+/// A host's song position, when it is one Cantor can count steps from.
+pub fn host_beat(beat: f64) -> Option<f64> {
+    (beat.is_finite() && beat.abs() <= MAX_HOST_BEAT).then_some(beat)
+}
+
+/// A host's tempo, when it is one.
+pub fn host_tempo(tempo: f64) -> Option<f64> {
+    (tempo.is_finite() && tempo > 0.0 && tempo <= MAX_HOST_TEMPO).then_some(tempo)
+}
+
 /// One audio block in musical time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BlockClock {
@@ -111,6 +129,18 @@ pub fn nearest_step(beat: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_and_tempos_no_step_can_be_counted_from_are_ignored() {
+        assert_eq!(host_beat(-4.0), Some(-4.0));
+        for beat in [f64::NEG_INFINITY, f64::INFINITY, f64::NAN, 1e13, -1e13] {
+            assert_eq!(host_beat(beat), None, "{beat}");
+        }
+        assert_eq!(host_tempo(120.0), Some(120.0));
+        for tempo in [0.0, -1.0, f64::INFINITY, f64::NAN, 1e6] {
+            assert_eq!(host_tempo(tempo), None, "{tempo}");
+        }
+    }
 
     #[test]
     fn steps_and_offsets() {

@@ -115,14 +115,15 @@ impl Cantor {
     fn block_clock(&mut self, transport: &Transport, samples: u32) -> (BlockClock, f64, f64) {
         let tempo = transport
             .tempo
-            .filter(|t| *t > 0.0)
+            .and_then(grid_time::host_tempo)
             .unwrap_or(FALLBACK_TEMPO);
         let beats_per_sample = tempo / 60.0 / self.sample_rate;
-        let (start_beat, playing) = match transport.pos_beats() {
+        let (start_beat, playing) = match transport.pos_beats().and_then(grid_time::host_beat) {
             Some(beat) => (beat, transport.playing),
             None => (self.free_beat, false),
         };
-        self.free_beat = start_beat + samples as f64 * beats_per_sample;
+        self.free_beat =
+            grid_time::host_beat(start_beat + samples as f64 * beats_per_sample).unwrap_or(0.0);
         let numerator = transport.time_sig_numerator.filter(|n| *n > 0).unwrap_or(4) as f64;
         let denominator = transport
             .time_sig_denominator

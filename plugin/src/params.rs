@@ -75,9 +75,39 @@ pub enum Layout {
     Single,
 }
 
+/// Version of the saved session's format. A project saved by a later
+/// Cantor (a higher version) is not misread: the plugin starts fresh and
+/// says so. Sessions saved before versions existed read as 0 and are
+/// checked like version 1.
+pub const SESSION_VERSION: u32 = 1;
+
+/// Bounds a saved session must keep before the worker adopts it: positions
+/// and lengths a host could produce, far from what makes a grid allocation
+/// abort the host.
+pub mod session_limits {
+    /// Latest step a bar, note or answer may start at (2^40 16ths: ~500,000
+    /// years at 120 BPM).
+    pub const MAX_POSITION: i64 = 1 << 40;
+    /// Longest bar, in steps (16/1).
+    pub const MAX_BAR_STEPS: i64 = 256;
+    /// Most bars in the window (the window parameter's maximum, plus an
+    /// adopted answer).
+    pub const MAX_BARS: usize = 64;
+    /// Widest stretch from the first bar to the end of the last (or of the
+    /// answer), in steps: the take's grid spans it.
+    pub const MAX_SPAN: i64 = 1 << 16;
+    /// Longest answer, in steps.
+    pub const MAX_ANSWER_STEPS: usize = 64 * MAX_BAR_STEPS as usize;
+    /// Most notes heard in one bar.
+    pub const MAX_NOTES_PER_BAR: usize = 4096;
+}
+
 /// What is saved with the project besides the parameters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
+    /// Format version ([`SESSION_VERSION`]).
+    #[serde(default)]
+    pub version: u32,
     pub window: Window,
     pub composition: Composition,
     /// Who wrote this and when: (instance stamp, counter). The worker adopts
@@ -90,6 +120,121 @@ pub struct Session {
     /// Bars whose composed notes the musician kept.
     #[serde(default)]
     pub kept: std::collections::BTreeSet<i64>,
+}
+
+impl Session {
+    /// Checks a loaded session before anything is adopted from it: its
+    /// version, and that every position, length and count is one a host
+    /// could have produced and agrees with the rest (harmony per heard bar
+    /// and as long as it, notes inside their bar, pitches MIDI pitches). The
+    /// reason, for the status line, when it is not.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::composer::CellToken;
+        use session_limits::*;
+        if self.version > SESSION_VERSION {
+            return Err(format!(
+                "it was saved by a later Cantor (session format {}, this one reads {SESSION_VERSION})",
+                self.version
+            ));
+        }
+        let bars = &self.window.bars;
+        if bars.len() > MAX_BARS {
+            return Err(format!(
+                "{} bars in the window (at most {MAX_BARS})",
+                bars.len()
+            ));
+        }
+        let valid_cells = |cells: &[[CellToken; 4]]| {
+            cells.iter().flatten().all(|c| match c {
+                CellToken::Pitch(p) => *p < 128,
+                _ => true,
+            })
+        };
+        let mut previous_end = 0i64;
+        for (key, bar) in bars {
+            if *key != bar.start
+                || !(0..=MAX_POSITION).contains(&bar.start)
+                || !(1..=MAX_BAR_STEPS).contains(&bar.length)
+            {
+                return Err(format!(
+                    "a bar at step {key} of {} steps (bars start at 0 … {MAX_POSITION}, 1 … {MAX_BAR_STEPS} steps long)",
+                    bar.length
+                ));
+            }
+            if bar.start < previous_end {
+                return Err(format!(
+                    "the bar at step {} overlaps the one before it",
+                    bar.start
+                ));
+            }
+            previous_end = bar.end();
+            if bar.melody.len() > MAX_NOTES_PER_BAR
+                || bar.melody.iter().any(|n| {
+                    n.pitch > 127
+                        || n.velocity > 127
+                        || !(bar.start..bar.end()).contains(&n.start)
+                        || n.end <= n.start
+                        || n.end - n.start > MAX_SPAN
+                })
+            {
+                return Err(format!(
+                    "the bar at step {} holds an impossible note",
+                    bar.start
+                ));
+            }
+        }
+        for (start, cells) in &self.composition.harmony {
+            match bars.get(start) {
+                Some(bar) if cells.len() as i64 == bar.length && valid_cells(cells) => {}
+                _ => {
+                    return Err(format!(
+                        "the harmony at step {start} belongs to no heard bar of its length"
+                    ))
+                }
+            }
+        }
+        let first = bars.keys().next().copied();
+        let mut last = bars.values().map(|b| b.end()).max();
+        if let Some((start, cells)) = &self.composition.answer {
+            if !(0..=MAX_POSITION).contains(start)
+                || cells.is_empty()
+                || cells.len() > MAX_ANSWER_STEPS
+                || !valid_cells(cells)
+            {
+                return Err(format!(
+                    "an answer of {} steps at step {start} (at most {MAX_ANSWER_STEPS} steps, from step 0)",
+                    cells.len()
+                ));
+            }
+            last = last.max(Some(start + cells.len() as i64));
+        }
+        let first = match (first, self.composition.answer.as_ref().map(|(s, _)| *s)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let (Some(first), Some(last)) = (first, last) {
+            if last - first > MAX_SPAN {
+                return Err(format!(
+                    "its bars span {} steps (at most {MAX_SPAN})",
+                    last - first
+                ));
+            }
+        }
+        if let Some(mask) = &self.mask {
+            if mask.start >= mask.end || mask.start < 0 || mask.end - mask.start > MAX_SPAN {
+                return Err(format!("a masked region {}..{}", mask.start, mask.end));
+            }
+        }
+        if self.kept.len() > MAX_BARS
+            || self
+                .kept
+                .iter()
+                .any(|k| !bars.contains_key(k) && !(0..=MAX_POSITION).contains(k))
+        {
+            return Err("kept bars outside the take".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Params)]

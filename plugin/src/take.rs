@@ -366,8 +366,17 @@ pub fn adopt_answer(
     let soprano = score.voice_notes(Voice::Soprano);
     let mut adopted = Vec::new();
     for bar in bars.iter().filter(|b| b.answer) {
-        let from = (bar.start - start) as usize;
-        let to = (bar.end() - start) as usize;
+        // The answer's part of the bar: a heard bar it lands in may be
+        // longer than what is left of the answer.
+        let from = usize::try_from(bar.start - start)
+            .unwrap_or(0)
+            .min(cells.len());
+        let to = usize::try_from(bar.end() - start)
+            .unwrap_or(0)
+            .min(cells.len());
+        if from >= to {
+            continue;
+        }
         let melody = soprano
             .iter()
             .filter(|n| (from..to).contains(&n.start))
@@ -386,9 +395,23 @@ pub fn adopt_answer(
             heard: 0,
             adopted: true,
         });
-        composition
+        // The bar's harmony, as long as the bar: the answer's cells where
+        // it covers the bar, what was there (or rests) elsewhere.
+        let length = bar.length.max(0) as usize;
+        let mut harmony = composition
             .harmony
-            .insert(bar.start, cells[from..to].to_vec());
+            .get(&bar.start)
+            .filter(|c| c.len() == length)
+            .cloned()
+            .unwrap_or_else(|| vec![[CellToken::Rest; 4]; length]);
+        for (i, cell) in harmony.iter_mut().enumerate() {
+            if let Ok(t) = usize::try_from(bar.start - start + i as i64) {
+                if let Some(answer) = cells.get(t) {
+                    *cell = *answer;
+                }
+            }
+        }
+        composition.harmony.insert(bar.start, harmony);
     }
     let count = adopted.len();
     window.adopt(adopted, max_bars.max(count));
@@ -657,5 +680,40 @@ mod tests {
             generated(&composition, Mode::Harmonize, 16, Voice::Bass),
             Some(CellToken::Pitch(48))
         );
+    }
+
+    /// Issue #15: an answer that lands in a heard bar longer than what is
+    /// left of it (a long bar in a saved session) used to panic on a slice.
+    #[test]
+    fn an_answer_shorter_than_the_bar_it_lands_in_is_adopted_whole() {
+        let mut window = Window::default();
+        window.bars.insert(
+            0,
+            Bar {
+                start: 0,
+                length: 32,
+                melody: Vec::new(),
+                dirty: false,
+                heard: 1,
+                adopted: false,
+            },
+        );
+        let mut cells = vec![[CellToken::Hold; 4]; 8];
+        cells[0] = [
+            CellToken::Pitch(72),
+            CellToken::Pitch(67),
+            CellToken::Pitch(64),
+            CellToken::Pitch(48),
+        ];
+        let mut composition = Composition {
+            answer: Some((0, cells)),
+            ..Composition::default()
+        };
+        assert_eq!(adopt_answer(&mut window, &mut composition, 8), Some(1));
+        let harmony = &composition.harmony[&0];
+        assert_eq!(harmony.len(), 32, "the bar's harmony is as long as the bar");
+        assert_eq!(harmony[0][1], CellToken::Pitch(67));
+        assert_eq!(harmony[8], [CellToken::Rest; 4], "past the answer: rests");
+        assert_eq!(window.bars[&0].melody.len(), 1);
     }
 }

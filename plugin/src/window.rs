@@ -250,8 +250,15 @@ impl Window {
         self.trim(max_bars);
     }
 
-    /// Keeps the `max_bars` most recently heard bars.
+    /// Keeps the `max_bars` most recently heard bars, and of those only the
+    /// ones near the newest: after a jump far along the song the take's
+    /// grid (which spans the window) stays small.
     fn trim(&mut self, max_bars: usize) {
+        use crate::params::session_limits::{MAX_BAR_STEPS, MAX_SPAN};
+        if let Some(newest) = self.bars.values().max_by_key(|b| b.heard).map(|b| b.start) {
+            let reach = MAX_SPAN / 2 - MAX_BAR_STEPS;
+            self.bars.retain(|start, _| (start - newest).abs() <= reach);
+        }
         while self.bars.len() > max_bars.max(1) {
             let oldest = self
                 .bars
@@ -535,5 +542,19 @@ mod tests {
         };
         assert!(w.take(at_end, 8));
         assert_eq!(w.bars[&16].melody.len(), 2);
+    }
+
+    /// Issue #15: after a jump far along the song the window keeps only
+    /// bars near the playhead, so the take's grid (which spans the window)
+    /// stays small.
+    #[test]
+    fn a_jump_far_along_the_song_leaves_the_old_bars_behind() {
+        let mut w = Window::default();
+        play(&mut w, &[(0.0, 1.0, 72)], 0.0, 4.25);
+        assert_eq!(w.bars.keys().copied().collect::<Vec<_>>(), [0]);
+        let far = 1e10;
+        play(&mut w, &[(far, far + 1.0, 74)], far, far + 4.25);
+        let starts: Vec<i64> = w.bars.keys().copied().collect();
+        assert_eq!(starts, [(far * 4.0) as i64]);
     }
 }

@@ -172,10 +172,10 @@ impl Worker {
             std::thread::Builder::new()
                 .name("cantor-worker".into())
                 .spawn(move || {
-                    let mut state = WorkerState::new(link, params, shared);
+                    let mut state = WorkerState::new(link, params, shared, stop);
                     match inference_pool() {
-                        Some(pool) => pool.install(|| state.run(&stop)),
-                        None => state.run(&stop),
+                        Some(pool) => pool.install(|| state.run()),
+                        None => state.run(),
                     }
                 })
                 .expect("spawning the worker thread")
@@ -199,10 +199,13 @@ struct ComposeKey {
 }
 
 struct WorkerState {
+    /// Set by [`Worker`]'s drop (main thread): the loop ends, and a
+    /// composition under way is cancelled at its next noise level.
+    stop: Arc<AtomicBool>,
     link: WorkerLink,
     params: Arc<CantorParams>,
     shared: Arc<Shared>,
-    model: Option<ScoreModel>,
+    model: Option<Arc<ScoreModel>>,
     window: Window,
     composition: Composition,
     stamp: (u64, u64),
@@ -226,8 +229,14 @@ macro_rules! status {
 }
 
 impl WorkerState {
-    fn new(link: WorkerLink, params: Arc<CantorParams>, shared: Arc<Shared>) -> WorkerState {
+    fn new(
+        link: WorkerLink,
+        params: Arc<CantorParams>,
+        shared: Arc<Shared>,
+        stop: Arc<AtomicBool>,
+    ) -> WorkerState {
         WorkerState {
+            stop,
             link,
             params,
             shared,
@@ -246,9 +255,56 @@ impl WorkerState {
         }
     }
 
-    fn run(&mut self, stop: &AtomicBool) {
+    /// Until the plugin is dropped: one turn of the loop at a time, each
+    /// guarded, so a panic in a composition (a bug, or input nothing
+    /// checked) is reported in the status line and the worker goes on with
+    /// its model and a fresh take instead of dying silently.
+    fn run(&mut self) {
         self.load_default_model();
-        while !stop.load(Ordering::SeqCst) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn()));
+            if let Err(panic) = turn {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                self.recover(&what);
+            }
+        }
+    }
+
+    /// After a panic: the take is dropped (it may be what caused it), the
+    /// model and the parameters are kept, and the status line says so.
+    fn recover(&mut self, what: &str) {
+        // A panic while a lock was held poisons it; what it guards is
+        // replaced below, so the poison is cleared rather than re-panicked on.
+        self.shared.status.clear_poison();
+        self.params.session.clear_poison();
+        self.window = Window::default();
+        self.composition = Composition::default();
+        self.mask = None;
+        self.pending_region = None;
+        self.pending_answer = None;
+        self.kept.clear();
+        self.history = History::default();
+        self.compose_key = None;
+        self.outputs = None;
+        if let Ok(mut status) = self.shared.status.lock() {
+            status.progress = None;
+            status.annealing = None;
+            status.error = Some(format!(
+                "Cantor hit an internal error ({what}) and started a fresh take; the model is kept"
+            ));
+        }
+        // A panic inside publish must not loop forever: the next turn
+        // publishes again anyway.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.publish()));
+    }
+
+    /// One turn of the worker's loop.
+    fn turn(&mut self) {
+        {
             while let Ok(spent) = self.link.retired.pop() {
                 drop(spent);
             }
@@ -288,7 +344,7 @@ impl WorkerState {
         status.device = device_name(model.device()).to_string();
         status.model = model.card.name.clone();
         status.error = None;
-        self.model = Some(model);
+        self.model = Some(Arc::new(model));
     }
 
     fn command(&mut self, command: Command) {
@@ -403,7 +459,7 @@ impl WorkerState {
             .sampler
             .seed
             .wrapping_add(self.variation.wrapping_mul(0x9E37_79B9));
-        let model = self.model.take().expect("model loaded");
+        let model = self.model.clone().expect("model loaded");
         let mode = self.params.mode.value();
         let started = Instant::now();
         let snapshot = self.window.clone();
@@ -419,7 +475,6 @@ impl WorkerState {
             &mut observer,
         );
         let user_cancel = observer.user_cancel;
-        self.model = Some(model);
         let (mut status, ms) = self.finished(started);
         match result {
             Ok(edit) => {
@@ -457,6 +512,23 @@ impl WorkerState {
             return;
         };
         if session.stamp == self.stamp || *session == Session::default() {
+            return;
+        }
+        if let Err(reason) = session.validate() {
+            // The project keeps loading; Cantor starts fresh and says why.
+            self.stamp = session.stamp;
+            drop(session);
+            self.window = Window::default();
+            self.composition = Composition::default();
+            self.mask = None;
+            self.kept.clear();
+            self.history = History::default();
+            self.compose_key = None;
+            self.outputs = None;
+            self.publish();
+            status!(self).error = Some(format!(
+                "the project's saved Cantor session was not loaded ({reason}); starting fresh"
+            ));
             return;
         }
         self.window = session.window.clone();
@@ -561,7 +633,7 @@ impl WorkerState {
 
     fn compose(&mut self) {
         let settings = self.settings();
-        let model = self.model.take().expect("model loaded");
+        let model = self.model.clone().expect("model loaded");
         let started = Instant::now();
         let mode = self.params.mode.value();
         let answer_kept = self.answer_kept();
@@ -599,7 +671,6 @@ impl WorkerState {
             },
         };
         let user_cancel = observer.user_cancel;
-        self.model = Some(model);
         let (mut status, ms) = self.finished(started);
         // Playing resumed (or a new phrase ended) after the last noise level:
         // this answer is not wanted any more.
@@ -680,6 +751,7 @@ impl WorkerState {
         self.stamp.1 += 1;
         if let Ok(mut session) = self.params.session.write() {
             *session = Session {
+                version: crate::params::SESSION_VERSION,
                 window: self.window.clone(),
                 composition: self.composition.clone(),
                 stamp: self.stamp,
@@ -765,6 +837,8 @@ impl Observer for Watch<'_> {
             s.annealing = annealing;
         }
         self.user_cancel |= self.state.shared.cancel.swap(false, Ordering::SeqCst);
+        // The plugin is being removed: end within this level.
+        self.user_cancel |= self.state.stop.load(Ordering::SeqCst);
         self.cancel |= self.user_cancel;
         self.cancel |= self.state.drain_captures();
         if self.cancel {

@@ -164,3 +164,142 @@ fn masked_bars_are_regenerated_undone_redone_and_kept() {
     }
     assert!(cancelled, "no regeneration could be cancelled");
 }
+
+/// A saved session as a damaged or hostile project file could hold it.
+fn session_with(bars: &[(i64, i64)], stamp: u64) -> cantor::params::Session {
+    use cantor::window::{Bar, HeardNote};
+    let mut session = cantor::params::Session {
+        stamp: (999, stamp),
+        ..Default::default()
+    };
+    for &(start, length) in bars {
+        session.window.bars.insert(
+            start,
+            Bar {
+                start,
+                length,
+                melody: vec![HeardNote {
+                    start,
+                    end: start + 4,
+                    pitch: 67,
+                    velocity: 90,
+                }],
+                dirty: false,
+                heard: 1,
+                adopted: false,
+            },
+        );
+    }
+    session
+}
+
+/// Issue #15: a project whose saved session is damaged (a bar of 10¹² steps,
+/// a negative length, bars at ±10¹², harmony that belongs to no bar, a later
+/// format) no longer takes the host down or kills the worker: the plugin
+/// starts fresh, says so, and goes on composing.
+#[test]
+fn a_damaged_saved_session_starts_fresh_and_the_worker_keeps_composing() {
+    use cantor::composer::CellToken;
+    let params = Arc::new(CantorParams::default());
+    let shared = Arc::new(Shared::default());
+    let (mut audio, worker_end) = link();
+    let _worker = Worker::spawn(worker_end, params.clone(), shared.clone());
+    wait_for(&shared, "the model", |s| !s.model.is_empty());
+
+    let mut inconsistent = session_with(&[(0, 16)], 0);
+    inconsistent
+        .composition
+        .harmony
+        .insert(16, vec![[CellToken::Rest; 4]; 16]);
+    let mut later = session_with(&[(0, 16)], 0);
+    later.version = cantor::params::SESSION_VERSION + 1;
+    let damaged = [
+        (
+            "a bar of 10^12 steps",
+            session_with(&[(0, 1_000_000_000_000)], 0),
+        ),
+        ("a negative length", session_with(&[(0, -16)], 0)),
+        (
+            "bars at ±10^12",
+            session_with(&[(-1_000_000_000_000, 16), (1_000_000_000_000, 16)], 0),
+        ),
+        ("bars far apart", session_with(&[(0, 16), (1 << 30, 16)], 0)),
+        ("harmony without its bar", inconsistent),
+        ("a later format", later),
+    ];
+    let mut stamp = 0;
+    for (what, session) in damaged {
+        shared.status.lock().unwrap().error = None;
+        let started = Instant::now();
+        // The worker's own saves (after it started fresh) may overwrite a
+        // session written meanwhile: write it again until it is read.
+        let status = loop {
+            stamp += 1;
+            *params.session.write().unwrap() = cantor::params::Session {
+                stamp: (999, stamp),
+                ..session.clone()
+            };
+            std::thread::sleep(Duration::from_millis(20));
+            let s = shared.status();
+            if s.error
+                .as_deref()
+                .is_some_and(|e| e.contains("session was not loaded"))
+            {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{what}: not refused: {s:?}"
+            );
+        };
+        assert!(status.window.bars.is_empty(), "{what}");
+        assert!(status.composition.harmony.is_empty(), "{what}");
+    }
+
+    // The worker lives, with its model: new input is harmonized.
+    feed(&mut audio);
+    let status = wait_for(&shared, "the harmony after the bad sessions", |s| {
+        s.composition.harmony.len() == 4 && s.progress.is_none() && !s.window.any_dirty()
+    });
+    assert!(status.error.is_none(), "{:?}", status.error);
+}
+
+/// Issue #15: removing the plugin during a composition stops the worker
+/// at its next noise level (the stop flag is checked where cancellation
+/// is), instead of blocking the host's main thread until it finishes.
+#[test]
+fn removing_the_plugin_cancels_a_composition_under_way() {
+    let mut cancelled = false;
+    for _ in 0..5 {
+        let params = Arc::new(CantorParams::default());
+        let shared = Arc::new(Shared::default());
+        let (mut audio, worker_end) = link();
+        let worker = Worker::spawn(worker_end, params, shared.clone());
+        wait_for(&shared, "the model", |s| !s.model.is_empty());
+        feed(&mut audio);
+        let started = Instant::now();
+        let mut running = false;
+        while started.elapsed() < Duration::from_secs(30) {
+            let s = shared.status();
+            if s.progress.is_some_and(|(level, levels)| level < levels) {
+                running = true;
+                break;
+            }
+            if s.generations > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let before = shared.status();
+        drop(worker);
+        let after = shared.status();
+        if running && before.generations == 0 {
+            // The composition under way ended as cancelled, not finished.
+            assert_eq!(after.generations, before.generations);
+            assert!(after.cancelled > before.cancelled, "{after:?}");
+            cancelled = true;
+            break;
+        }
+    }
+    assert!(cancelled, "no composition was seen under way to cancel");
+}
