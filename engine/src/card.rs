@@ -19,6 +19,9 @@ pub const MAX_BLOCKS: usize = 64;
 pub const MAX_DILATION: usize = 4096;
 /// Most Fourier features of log σ a card may state.
 pub const MAX_SIGMA_FEATURES: usize = 256;
+/// Most weights a card may imply (128 MB of f32; a shipped model has
+/// about a million).
+pub const MAX_PARAMETERS: u64 = 32 << 20;
 /// Most noise levels a run may take (cards, CLI, plugin).
 pub const MAX_LEVELS: usize = 1000;
 /// Most Langevin steps per level a run may take.
@@ -186,6 +189,23 @@ impl ModelCard {
         {
             return Err(format!(
                 "architecture {a:?} is past the limits a card may state (hidden ≤ {MAX_HIDDEN}, kernel ≤ {MAX_KERNEL}, ≤ {MAX_BLOCKS} blocks of dilation ≤ {MAX_DILATION}, ≤ {MAX_SIGMA_FEATURES} sigma features)"
+            ));
+        }
+        // The weights a card implies, counted before any is allocated (a
+        // shipped model has about a million).
+        let h = a.hidden as u64;
+        let channels = self
+            .vocabulary
+            .ranges
+            .iter()
+            .map(|r| u64::from(r.highest.saturating_sub(r.lowest)) + 3)
+            .sum::<u64>();
+        let parameters = a.dilations.len() as u64 * (a.kernel as u64 * h * h + h * h + 8 * h)
+            + (5 * channels + 16) * h
+            + a.sigma_features as u64 * h;
+        if parameters > MAX_PARAMETERS {
+            return Err(format!(
+                "architecture {a:?} implies about {parameters} weights, more than the {MAX_PARAMETERS} a card may state"
             ));
         }
         let d = &self.sampling;

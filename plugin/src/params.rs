@@ -377,4 +377,120 @@ mod tests {
         assert_eq!(params.temperature.value(), DEFAULT_TEMPERATURE);
         assert_eq!(params.rules.value(), DEFAULT_RULES);
     }
+
+    /// Issue #15: thousands of generated sessions, from plausible to
+    /// hostile (positions and lengths near 0, negative, huge; harmony of
+    /// any length; answers anywhere). Each is validated; what passes is
+    /// used as the worker and the editor use it (bars of the take, its
+    /// score, adopting the answer) and must not panic.
+    #[test]
+    fn generated_sessions_are_refused_or_used_without_a_panic() {
+        use crate::composer::{CellToken, Composition};
+        use crate::take::{adopt_answer, extent, take_bars, take_score};
+        use crate::window::{Bar, HeardNote};
+        // xorshift64*: a fixed, dependency-free sequence.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let pick = |choices: &[i64], next: &mut dyn FnMut() -> u64| {
+            choices[(next() % choices.len() as u64) as usize]
+        };
+        let positions = [
+            0,
+            16,
+            32,
+            48,
+            -16,
+            1 << 20,
+            1 << 40,
+            (1 << 40) + 16,
+            i64::MAX / 2,
+            -(1 << 40),
+        ];
+        let lengths = [16, 12, 1, 0, -16, 256, 257, 1 << 30, 8];
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let mut session = Session::default();
+            for _ in 0..(next() % 5) {
+                let start = pick(&positions, &mut next);
+                let length = pick(&lengths, &mut next);
+                let note_start = start + (next() % 20) as i64 - 2;
+                let melody = (0..next() % 3)
+                    .map(|_| HeardNote {
+                        start: note_start,
+                        end: note_start + pick(&lengths, &mut next),
+                        pitch: (next() % 140) as u8,
+                        velocity: (next() % 140) as u8,
+                    })
+                    .collect();
+                session.window.bars.insert(
+                    start,
+                    Bar {
+                        start: if next() % 10 == 0 { start + 1 } else { start },
+                        length,
+                        melody,
+                        dirty: next() % 2 == 0,
+                        heard: next() % 10,
+                        adopted: next() % 2 == 0,
+                    },
+                );
+            }
+            let starts: Vec<(i64, i64)> = session
+                .window
+                .bars
+                .values()
+                .map(|b| (b.start, b.length))
+                .collect();
+            for (start, length) in starts {
+                if next() % 3 > 0 {
+                    let cells = if next() % 4 == 0 {
+                        (next() % 40) as usize
+                    } else {
+                        length.clamp(0, 300) as usize
+                    };
+                    session
+                        .composition
+                        .harmony
+                        .insert(start, vec![[CellToken::Hold; 4]; cells]);
+                }
+            }
+            if next() % 2 == 0 {
+                let start = pick(&positions, &mut next);
+                let cells = (next() % 80) as usize;
+                let mut answer = vec![[CellToken::Hold; 4]; cells];
+                if let Some(first) = answer.first_mut() {
+                    *first = [CellToken::Pitch((next() % 130) as u8); 4];
+                }
+                session.composition = Composition {
+                    answer: Some((start, answer)),
+                    ..session.composition
+                };
+            }
+            match session.validate() {
+                Err(_) => refused += 1,
+                Ok(()) => {
+                    accepted += 1;
+                    let mut window = session.window.clone();
+                    let mut composition = session.composition.clone();
+                    for mode in [Mode::Harmonize, Mode::Continue] {
+                        let bars = take_bars(&window, &composition, mode);
+                        if let Some(span) = extent(&bars) {
+                            let range = cantor_engine::Vocabulary::chorales()
+                                .range(cantor_engine::Voice::Soprano);
+                            take_score(&window, &composition, mode, range, span);
+                        }
+                    }
+                    adopt_answer(&mut window, &mut composition, 8);
+                }
+            }
+        }
+        assert!(
+            accepted > 100 && refused > 100,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
 }

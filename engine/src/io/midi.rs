@@ -34,6 +34,14 @@ pub fn parse_midi(
     layout: VoiceLayout,
     limits: &Limits,
 ) -> Result<Score> {
+    // SMPTE timing is refused before the parser sees it: midly negates the
+    // frame-rate byte, which overflows (a panic in debug builds) for 0x80.
+    if bytes.len() >= 14 && bytes.starts_with(b"MThd") && bytes[12] & 0x80 != 0 {
+        return Err(CantorError::music(
+            path,
+            "SMPTE-timed MIDI files are not supported: export with beats (PPQ) timing",
+        ));
+    }
     let smf = Smf::parse(bytes)
         .map_err(|e| CantorError::music(path, format!("not a readable MIDI file ({e})")))?;
     let ppq = match smf.header.timing {
@@ -359,5 +367,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("cut.mid: "), "{err}");
+    }
+
+    /// Found by the fuzz test: a header whose division has its top bit set
+    /// (SMPTE) with frame-rate byte 0x80 made the MIDI parser negate -128
+    /// (a panic in debug builds); it is refused first.
+    #[test]
+    fn smpte_with_frame_byte_0x80_is_refused_not_a_panic() {
+        let mut bytes = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x80\xe0".to_vec();
+        bytes.extend(b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00");
+        let err = parse_midi(
+            &bytes,
+            Path::new("smpte.mid"),
+            VoiceLayout::Auto,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SMPTE"), "{err}");
     }
 }
