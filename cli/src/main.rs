@@ -139,6 +139,31 @@ fn ignore_file_size_signal() {
 #[cfg(not(unix))]
 fn ignore_file_size_signal() {}
 
+/// A progress line on the terminal while a piece is composed (long pieces
+/// take seconds): the level reached of the levels the run takes.
+struct Progress {
+    bars: usize,
+}
+
+impl cantor_engine::sampler::Observer for Progress {
+    fn on_level(
+        &mut self,
+        frame: &cantor_engine::sampler::AnnealingFrame,
+    ) -> std::ops::ControlFlow<()> {
+        let width = 30;
+        let done = width * frame.level / frame.levels.max(1);
+        eprint!(
+            "\rcomposing {} bars [{}{}] {}/{}",
+            self.bars,
+            "#".repeat(done),
+            " ".repeat(width - done),
+            frame.level,
+            frame.levels
+        );
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
 fn main() -> ExitCode {
     ignore_file_size_signal();
     let cli = Cli::parse();
@@ -207,7 +232,16 @@ fn run(cli: Cli) -> Result<(), CantorError> {
     let model = load_model(common.model.as_deref(), &device)?;
     let settings = settings(&common, &model)?;
     let started = Instant::now();
-    let generation = compose(&model, &problem, &settings, &mut Unobserved)?;
+    let generation = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let mut progress = Progress {
+            bars: problem.score.bars().len(),
+        };
+        let generation = compose(&model, &problem, &settings, &mut progress);
+        eprint!("\r\x1b[K");
+        generation?
+    } else {
+        compose(&model, &problem, &settings, &mut Unobserved)?
+    };
     let seconds = started.elapsed().as_secs_f64();
     write_midi(&generation.score, &common.output)?;
     report(
