@@ -27,6 +27,56 @@ pub fn host_tempo(tempo: f64) -> Option<f64> {
     (tempo.is_finite() && tempo > 0.0 && tempo <= MAX_HOST_TEMPO).then_some(tempo)
 }
 
+/// How far a host's beat position may be from the one Cantor counts before
+/// Cantor takes the host's (a jump, a tempo change): twice the coarsest
+/// musical position a host is known to send (Ardour's VST3 position, in
+/// ticks of 1/1920 beat).
+pub const HOST_BEAT_RESOLUTION: f64 = 1.0 / 960.0;
+
+/// The block's song position to the sample. Some hosts report the musical
+/// position coarser than a sample (Ardour: ticks of 1/1920 beat, up to 7
+/// samples at 110 BPM, 48 kHz), and notes placed from it land off the grid.
+/// Their sample position is exact, so the beat is counted from it and the
+/// tempo: from the song's start when the tempo has held since (the host's
+/// beat agrees within its resolution), else from an anchor taken at the
+/// host's beat where it jumped or the tempo changed, renewed whenever the
+/// host's beat disagrees. (A host whose beats are exact is unaffected: it
+/// agrees with either count.)
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HostClock {
+    /// (sample, beat, beats per sample) the count runs from.
+    anchor: Option<(i64, f64, f64)>,
+}
+
+impl HostClock {
+    /// The beat at the block's first sample, given the host's beat and
+    /// (when it has one) its sample position.
+    pub fn start_beat(
+        &mut self,
+        host_beat: f64,
+        host_sample: Option<i64>,
+        beats_per_sample: f64,
+    ) -> f64 {
+        let Some(sample) = host_sample else {
+            self.anchor = None;
+            return host_beat;
+        };
+        let agrees = |beat: f64| (beat - host_beat).abs() <= HOST_BEAT_RESOLUTION;
+        let from_start = sample as f64 * beats_per_sample;
+        if agrees(from_start) {
+            return from_start;
+        }
+        if let Some((at, beat, bps)) = self.anchor {
+            let counted = beat + (sample - at) as f64 * bps;
+            if bps == beats_per_sample && agrees(counted) {
+                return counted;
+            }
+        }
+        self.anchor = Some((sample, host_beat, beats_per_sample));
+        host_beat
+    }
+}
+
 /// One audio block in musical time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BlockClock {
@@ -129,6 +179,46 @@ pub fn nearest_step(beat: f64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #12: a host whose beat position is in ticks of 1/1920 beat
+    /// (Ardour) gets notes placed within a sample of the grid: at 110 BPM,
+    /// 48 kHz, blocks of 512 samples, through a loop back to bar 2 and a
+    /// tempo change.
+    #[test]
+    fn a_coarse_host_position_is_counted_to_the_sample() {
+        let rate: f64 = 48_000.0;
+        let ticks = |beat: f64| (beat * 1920.0).floor() / 1920.0;
+        let mut clock = HostClock::default();
+        let mut worst: f64 = 0.0;
+        let bps = 110.0 / 60.0 / rate;
+        // Four passes of a loop over bars 2-5 (beats 4..20).
+        let loop_start = (4.0 / bps).round() as i64;
+        let mut sample = 0i64;
+        for _ in 0..2000 {
+            let true_beat = sample as f64 * bps;
+            let beat = clock.start_beat(ticks(true_beat), Some(sample), bps);
+            worst = worst.max((beat - true_beat).abs() / bps);
+            sample += 512;
+            if sample as f64 * bps >= 20.0 {
+                sample = loop_start + (sample - (20.0 / bps).round() as i64);
+            }
+        }
+        assert!(worst < 0.01, "{worst} samples off");
+        // From bar 9 on the tempo is 90 BPM: the song's start no longer
+        // counts; the first block after the change is on a beat.
+        let slow = 90.0 / 60.0 / rate;
+        let change = (32.0 / bps).round() as i64;
+        let mut worst: f64 = 0.0;
+        for block in 0..500i64 {
+            let sample = change + block * 512;
+            let true_beat = 32.0 + (block * 512) as f64 * slow;
+            let beat = clock.start_beat(ticks(true_beat), Some(sample), slow);
+            worst = worst.max((beat - true_beat).abs() / slow);
+        }
+        assert!(worst < 0.01, "{worst} samples off after the tempo change");
+        // Without a sample position the host's beat is taken as it is.
+        assert_eq!(clock.start_beat(3.25, None, slow), 3.25);
+    }
 
     #[test]
     fn positions_and_tempos_no_step_can_be_counted_from_are_ignored() {

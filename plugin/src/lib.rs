@@ -61,6 +61,8 @@ pub struct Cantor {
     sample_rate: f64,
     /// Song position kept by Cantor when the host reports none.
     free_beat: f64,
+    /// The host's position counted to the sample (audio thread).
+    host_clock: grid_time::HostClock,
     /// Set by `reset`/`activate`: release notes still sounding from before.
     release_pending: bool,
     /// Input notes passed through and still held (audio thread).
@@ -80,6 +82,7 @@ impl Default for Cantor {
             block_events: Vec::new(),
             sample_rate: 48_000.0,
             free_beat: 0.0,
+            host_clock: grid_time::HostClock::default(),
             release_pending: false,
             passed: PassedNotes::default(),
         }
@@ -119,7 +122,11 @@ impl Cantor {
             .unwrap_or(FALLBACK_TEMPO);
         let beats_per_sample = tempo / 60.0 / self.sample_rate;
         let (start_beat, playing) = match transport.pos_beats().and_then(grid_time::host_beat) {
-            Some(beat) => (beat, transport.playing),
+            Some(beat) => (
+                self.host_clock
+                    .start_beat(beat, transport.pos_samples(), beats_per_sample),
+                transport.playing,
+            ),
             None => (self.free_beat, false),
         };
         self.free_beat =
@@ -355,8 +362,13 @@ impl ClapPlugin for Cantor {
 
 impl Vst3Plugin for Cantor {
     const VST3_CLASS_ID: [u8; 16] = *b"CantorScoreModel";
+    /// VST3 has no MIDI-effect category. "Instrument" made Ardour list
+    /// Cantor with the synths and offer it as a new track's instrument,
+    /// where its MIDI output has nothing to play it; as "Fx" it is offered
+    /// as a plugin to insert on a MIDI track before the instrument, which
+    /// is where a note effect goes (the choice JUCE makes for MIDI effects).
     const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
-        &[Vst3SubCategory::Instrument, Vst3SubCategory::Tools];
+        &[Vst3SubCategory::Fx, Vst3SubCategory::Tools];
 }
 
 nice_export_clap!(Cantor);

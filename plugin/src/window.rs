@@ -187,6 +187,12 @@ impl Window {
 
     /// Replaces bar `start`'s melody with what this pass heard.
     fn commit(&mut self, start: i64, max_bars: usize, whole_pass: bool) -> bool {
+        // Before the song's start (a host's pre-roll or count-in) is not a
+        // bar of the song: what was heard there is not kept.
+        if start < 0 {
+            self.pass.remove(&start);
+            return false;
+        }
         let length = self
             .current
             .filter(|c| c.0 == start)
@@ -556,5 +562,16 @@ mod tests {
         play(&mut w, &[(far, far + 1.0, 74)], far, far + 4.25);
         let starts: Vec<i64> = w.bars.keys().copied().collect();
         assert_eq!(starts, [(far * 4.0) as i64]);
+    }
+
+    /// Issue #12: a host's pre-roll or count-in (negative song positions)
+    /// does not enter the window.
+    #[test]
+    fn bars_before_the_songs_start_are_not_kept() {
+        let mut w = Window::default();
+        play(&mut w, &[(-4.0, -3.0, 60), (0.0, 1.0, 72)], -4.0, 4.25);
+        let starts: Vec<i64> = w.bars.keys().copied().collect();
+        assert_eq!(starts, [0]);
+        assert_eq!(w.bars[&0].melody.len(), 1);
     }
 }
