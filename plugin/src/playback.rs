@@ -95,6 +95,10 @@ pub struct Player {
     sounding: [Option<Sounding>; MAX_SOUNDING],
     /// Where the previous block ended, in beats, to detect jumps and loops.
     expected_beat: Option<f64>,
+    /// The first step the previous block did not play: the next block goes
+    /// on from it unless the transport jumped, whatever the host's rounding
+    /// of its start, so no step is played twice (a double strike) or lost.
+    next_step: Option<i64>,
 }
 
 impl Default for Player {
@@ -102,6 +106,7 @@ impl Default for Player {
         Player {
             sounding: [None; MAX_SOUNDING],
             expected_beat: None,
+            next_step: None,
         }
     }
 }
@@ -125,14 +130,22 @@ impl Player {
         if !clock.playing || clock.samples == 0 {
             self.all_off(0, send);
             self.expected_beat = None;
+            self.next_step = None;
             return;
         }
         if let Some(expected) = self.expected_beat {
             if (clock.start_beat - expected).abs() > JUMP_TOLERANCE_BEATS {
                 self.all_off(0, send);
+                self.next_step = None;
             }
         }
-        let first = step_at_or_after(clock.start_beat);
+        // A step belongs to the block holding the sample nearest to it, so
+        // a step half a sample or less before the block's end is played at
+        // the next block's first sample, not early at this block's last.
+        let half_sample = 0.5 * clock.beats_per_sample;
+        let first = self
+            .next_step
+            .unwrap_or_else(|| step_at_or_after(clock.start_beat - half_sample));
         // Notes whose end went by unnoticed (tempo jump, host rounding).
         for slot in self.sounding.iter_mut() {
             if let Some(s) = *slot {
@@ -161,7 +174,7 @@ impl Player {
             }
         }
         let end_beat = clock.end_beat();
-        let last = step_at_or_after(end_beat); // exclusive
+        let last = step_at_or_after(end_beat - half_sample).max(first); // exclusive
         let mut step = first;
         while step < last {
             let offset = clock.offset_of_step(step);
@@ -199,6 +212,7 @@ impl Player {
             };
         }
         self.expected_beat = Some(end_beat);
+        self.next_step = Some(last);
     }
 
     fn start(&mut self, note: ScheduledNote, offset: u32, send: &mut impl FnMut(u32, PlayEvent)) {
@@ -254,6 +268,7 @@ impl Player {
     /// Forgets where the transport was (after a reset).
     pub fn reset(&mut self) {
         self.expected_beat = None;
+        self.next_step = None;
     }
 
     pub fn sounding_count(&self) -> usize {
@@ -569,5 +584,48 @@ mod tests {
         assert!(!passed.all_off(Some(4), false));
         assert!(passed.all_off(Some(3), false));
         assert!(!passed.all_off(None, false));
+    }
+
+    /// Issue #12: a downbeat a fraction of a sample before a block boundary,
+    /// and a host that rounds the next block's start a little earlier, used
+    /// to strike the chord at the block's last sample and again (note-off,
+    /// note-on) at the next block's first: a flam. It is struck once.
+    #[test]
+    fn a_step_at_a_block_boundary_is_struck_once() {
+        let (tempo, rate) = (84.0, 48_000.0);
+        let bps = tempo / 60.0 / rate;
+        let schedule = Schedule::new(vec![note(16, 32, 60), note(16, 32, 64)]);
+        let step_beat = 4.0;
+        for before in [0.1, 0.4, 0.6, 0.9, 1.0] {
+            for early in [0.0, 1e-7, 1e-5] {
+                let mut player = Player::default();
+                let mut ons = Vec::new();
+                // Block N ends `before` samples after the downbeat's time;
+                // block N+1 is reported starting `early` beats before that.
+                let end = step_beat + before * bps;
+                let first = clock(end - 512.0 * bps, 512, tempo, rate);
+                player.process(&schedule, &first, false, &mut |o, e| {
+                    if matches!(e, PlayEvent::On { .. }) {
+                        ons.push((0, o));
+                    }
+                });
+                let second = clock(end - early, 512, tempo, rate);
+                player.process(&schedule, &second, false, &mut |o, e| {
+                    if matches!(e, PlayEvent::On { .. }) {
+                        ons.push((1, o));
+                    }
+                });
+                assert_eq!(ons.len(), 2, "before {before}, early {early}: {ons:?}");
+                assert_eq!(ons[0], ons[1], "one chord, one place");
+                // Within a sample of the downbeat's time.
+                let (block, offset) = ons[0];
+                let at = if block == 0 {
+                    end - 512.0 * bps + offset as f64 * bps
+                } else {
+                    end - early + offset as f64 * bps
+                };
+                assert!((at - step_beat).abs() <= bps, "{before} {early}: {at}");
+            }
+        }
     }
 }
