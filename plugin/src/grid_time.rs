@@ -115,17 +115,21 @@ impl BlockClock {
 pub struct BlockSpan {
     pub first: BlockClock,
     pub wrap: Option<(u32, BlockClock)>,
+    /// The host's loop (start, end in beats) while playing, if it reports one.
+    pub looping: Option<(f64, f64)>,
 }
 
 impl BlockSpan {
     /// Splits `clock` at the end of `loop_range` (start, end in beats) when
     /// that falls inside the block while playing.
     pub fn new(clock: BlockClock, loop_range: Option<(f64, f64)>) -> BlockSpan {
+        let looping = loop_range.filter(|(s, e)| clock.playing && e > s);
         let whole = BlockSpan {
             first: clock,
             wrap: None,
+            looping,
         };
-        let Some((start, end)) = loop_range.filter(|(s, e)| clock.playing && e > s) else {
+        let Some((start, end)) = looping else {
             return whole;
         };
         // The first sample at or past the loop end.
@@ -148,6 +152,28 @@ impl BlockSpan {
                 ..clock
             },
             wrap: Some((split, after)),
+            looping,
+        }
+    }
+
+    /// Song position of an input note event at `offset`, as the loop plays
+    /// it. A host that splits its cycle at the loop end may hand the loop's
+    /// first note to the half before the wrap, at (or a sample before) the
+    /// loop end (Ardour does): a note-on there, which would round onto the
+    /// step after the loop and be lost, is the loop start's; a note-off
+    /// there ends its note at the loop end.
+    pub fn input_beat(&self, offset: u32, note_on: bool) -> f64 {
+        let beat = self.beat_at(offset);
+        let half_step = 0.5 / STEPS_PER_QUARTER as f64;
+        match self.looping {
+            Some((start, end)) if self.first.start_beat < end && beat >= end - half_step => {
+                if note_on {
+                    start + (beat - end).max(0.0)
+                } else {
+                    end
+                }
+            }
+            _ => beat,
         }
     }
 
@@ -218,6 +244,38 @@ mod tests {
         assert!(worst < 0.01, "{worst} samples off after the tempo change");
         // Without a sample position the host's beat is taken as it is.
         assert_eq!(clock.start_beat(3.25, None, slow), 3.25);
+    }
+
+    /// Issue #12: Ardour splits its cycle at the loop end and hands the
+    /// half before the wrap the loop's first note, at the last sample: it
+    /// belongs to the loop start, and a note-off there to the loop's end.
+    #[test]
+    fn a_note_at_the_loop_end_of_a_split_cycle_is_the_loop_starts() {
+        let bps = 110.0 / 60.0 / 48_000.0;
+        let end = 16.0;
+        // The half before the wrap: 845 samples ending at the loop end.
+        let half = BlockClock {
+            playing: true,
+            start_beat: end - 845.0 * bps,
+            samples: 845,
+            beats_per_sample: bps,
+        };
+        let span = BlockSpan::new(half, Some((0.0, end)));
+        assert_eq!(span.wrap, None);
+        assert_eq!(nearest_step(span.input_beat(844, true)), 0);
+        assert_eq!(span.input_beat(844, false), end);
+        // Mid-loop nothing changes.
+        let mid = BlockSpan::new(
+            BlockClock {
+                start_beat: 8.0,
+                ..half
+            },
+            Some((0.0, end)),
+        );
+        assert_eq!(mid.input_beat(10, true), mid.beat_at(10));
+        // Without a loop a note there is where it is.
+        let plain = BlockSpan::new(half, None);
+        assert_eq!(nearest_step(plain.input_beat(844, true)), 64);
     }
 
     #[test]

@@ -257,20 +257,30 @@ impl Plugin for Cantor {
             });
             self.release_pending = false;
         }
-        for (from, stretch) in span.stretches() {
-            // After a wrap the player sees the jump back and releases first.
-            let fresh = fresh && from == 0;
-            self.player
-                .process(&self.schedule, &stretch, fresh, &mut |o, e| {
-                    if events.len() < events.capacity() {
-                        events.push((from + o, e));
-                    }
-                });
+        let bypass = self.params.bypass.value();
+        if bypass {
+            self.player.all_off(0, &mut |o, e| {
+                if events.len() < events.capacity() {
+                    events.push((o, e))
+                }
+            });
+            self.player.reset();
+        } else {
+            for (from, stretch) in span.stretches() {
+                // After a wrap the player sees the jump back and releases first.
+                let fresh = fresh && from == 0;
+                self.player
+                    .process(&self.schedule, &stretch, fresh, &mut |o, e| {
+                        if events.len() < events.capacity() {
+                            events.push((from + o, e));
+                        }
+                    });
+            }
         }
 
-        // Input: captured for the worker, passed through if asked, merged in
-        // time order with what Cantor plays.
-        let pass_through = self.params.pass_through.value();
+        // Input: captured for the worker, passed through if asked (always
+        // when bypassed), merged in time order with what Cantor plays.
+        let pass_through = self.params.pass_through.value() || bypass;
         let mut next = 0;
         while let Some(event) = context.next_event() {
             let timing = event.timing();
@@ -279,7 +289,7 @@ impl Plugin for Cantor {
                 let _ = context.try_send_event(to_note_event(o, e));
                 next += 1;
             }
-            let beat = span.beat_at(timing);
+            let beat = span.input_beat(timing, matches!(event, NoteEvent::NoteOn { .. }));
             let (capture, pass) = match event {
                 NoteEvent::NoteOn {
                     channel,

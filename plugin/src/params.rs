@@ -276,6 +276,11 @@ pub struct CantorParams {
     pub seed: IntParam,
     #[id = "pass-through"]
     pub pass_through: BoolParam,
+    /// The host's bypass: Cantor plays nothing and passes every input note
+    /// through, as if it were not there (it keeps listening, so the harmony
+    /// is ready when it is switched back on).
+    #[id = "bypass"]
+    pub bypass: BoolParam,
 
     #[persist = "session"]
     pub session: Arc<RwLock<Session>>,
@@ -323,6 +328,7 @@ impl Default for CantorParams {
             layout: EnumParam::new("Channels", Layout::PerVoice),
             seed: IntParam::new("Seed", 0, IntRange::Linear { min: 0, max: 9999 }),
             pass_through: BoolParam::new("Pass through", true),
+            bypass: BoolParam::new("Bypass", false).make_bypass(),
             session: Arc::new(RwLock::new(Session::default())),
         }
     }

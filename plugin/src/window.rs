@@ -113,14 +113,26 @@ impl Window {
                     return false;
                 };
                 let (_, start, velocity) = self.held.swap_remove(i);
-                let end = nearest_step(beat).max(start + 1);
+                let bar = self.bar_of(start);
+                let off = nearest_step(beat);
+                // A note-off before its note-on: the loop wrapped while it was
+                // held, so it sounded to the end of its bar.
+                let end = if off < start {
+                    self.current
+                        .filter(|c| c.0 == bar)
+                        .map(|c| bar + c.1)
+                        .or_else(|| self.bars.get(&bar).map(|b| b.end()))
+                        .unwrap_or(bar + 16)
+                } else {
+                    off
+                }
+                .max(start + 1);
                 let note = HeardNote {
                     start,
                     end,
                     pitch,
                     velocity,
                 };
-                let bar = self.bar_of(start);
                 self.pass.entry(bar).or_default().push(note);
                 // A note ending after its bar was committed updates that bar.
                 let late = self

@@ -635,3 +635,33 @@ fn a_loop_that_wraps_inside_a_block_replays_the_harmony_from_its_start() {
     everything.extend(out);
     stop_and_check_released(&mut c, &everything);
 }
+
+/// Issue #12: the host's bypass (both validators asked for one). Bypassed,
+/// Cantor plays nothing and passes every input note through, even with its
+/// own pass-through off; switched back on, the harmony plays again.
+#[test]
+fn bypass_passes_the_melody_through_and_plays_no_harmony() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let harmonized = loop_until_harmonized(&mut c, 512);
+    assert!(!harmony(&harmonized).is_empty());
+
+    let set = |c: &mut Cantor, bypass: bool| {
+        let mut json = Cantor::state_json(&c.save_state());
+        json["params"]["bypass"] = serde_json::json!({ "bool": bypass });
+        json["params"]["pass-through"] = serde_json::json!({ "bool": false });
+        c.load_state(&Cantor::frame_state(&json));
+    };
+    set(&mut c, true);
+    let bypassed = pass(&mut c, 512);
+    assert!(
+        bypassed.iter().all(|n| n.channel == 0 || !n.on),
+        "a note struck while bypassed: {bypassed:?}"
+    );
+    let melody_ons = bypassed.iter().filter(|n| n.channel == 0 && n.on).count();
+    assert_eq!(melody_ons, MELODY.len(), "the melody passes through");
+    stop_and_check_released(&mut c, &[harmonized, bypassed].concat());
+
+    set(&mut c, false);
+    let back = loop_until_harmonized(&mut c, 512);
+    assert!(!harmony(&back).is_empty(), "the harmony plays again");
+}
