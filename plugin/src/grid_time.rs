@@ -132,8 +132,11 @@ impl BlockSpan {
         let Some((start, end)) = looping else {
             return whole;
         };
-        // The first sample at or past the loop end.
-        let split = ((end - clock.start_beat) / clock.beats_per_sample - STEP_EPSILON).ceil();
+        // The sample nearest the loop end: a loop end between samples (a
+        // 4-bar loop at 110 BPM, 48 kHz ends at sample 418,909.09) wraps in
+        // the host at the sample it rounds to, 418,909 in Ardour; the first
+        // sample past it would play the loop's first step a sample late.
+        let split = ((end - clock.start_beat) / clock.beats_per_sample).round();
         if split < 1.0 || split >= clock.samples as f64 {
             return whole;
         }
@@ -325,15 +328,17 @@ mod tests {
         assert!(after.start_beat.abs() < 1e-9 && after.samples == 412);
         assert!((span.beat_at(99) - (8.0 - 1.0 / 24_000.0)).abs() < 1e-9);
         assert!((span.beat_at(112) - 12.0 / 24_000.0).abs() < 1e-9);
-        // A loop end between two samples: the loop start plays at the first
-        // sample past it.
-        let odd = BlockClock {
-            start_beat: 8.0 - 100.5 / 24_000.0,
-            ..c
-        };
-        let (split, after) = BlockSpan::new(odd, Some((0.0, 8.0))).wrap.unwrap();
-        assert_eq!(split, 101);
-        assert_eq!(after.start_beat, 0.0);
+        // A loop end between two samples: the loop start plays at the sample
+        // nearest to it, where a host that counts in samples wraps (Ardour).
+        for (before_end, expected) in [(100.3, 100), (100.7, 101)] {
+            let odd = BlockClock {
+                start_beat: 8.0 - before_end / 24_000.0,
+                ..c
+            };
+            let (split, after) = BlockSpan::new(odd, Some((0.0, 8.0))).wrap.unwrap();
+            assert_eq!(split, expected, "{before_end}");
+            assert_eq!(after.start_beat, 0.0);
+        }
         assert_eq!(span.stretches().count(), 2);
         // No loop, a loop ending elsewhere, or a stopped transport: one stretch.
         for (clock, range) in [
