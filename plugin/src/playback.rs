@@ -60,6 +60,12 @@ impl Schedule {
         &self.notes[from..to]
     }
 
+    /// Notes that began before `step` and still sound at it.
+    fn sounding_across(&self, step: i64) -> impl Iterator<Item = &ScheduledNote> {
+        let before = self.notes.partition_point(|n| n.start < step);
+        self.notes[..before].iter().filter(move |n| n.end > step)
+    }
+
     /// First start step at or after `step`.
     fn next_start(&self, step: i64) -> Option<i64> {
         let i = self.notes.partition_point(|n| n.start < step);
@@ -133,10 +139,12 @@ impl Player {
             self.next_step = None;
             return;
         }
+        let mut jumped = false;
         if let Some(expected) = self.expected_beat {
             if (clock.start_beat - expected).abs() > JUMP_TOLERANCE_BEATS {
                 self.all_off(0, send);
                 self.next_step = None;
+                jumped = true;
             }
         }
         // A step belongs to the block holding the sample nearest to it, so
@@ -159,6 +167,15 @@ impl Player {
                     );
                     *slot = None;
                 }
+            }
+        }
+        if jumped {
+            // After a jump (a loop wrap the host did not report, a locate)
+            // the notes that sound where the playhead landed sound from
+            // here: a loop wrapping a little past its start would otherwise
+            // lose the chord held over its first beats.
+            for note in schedule.sounding_across(first) {
+                self.start(*note, 0, send);
             }
         }
         if fresh {
@@ -626,6 +643,46 @@ mod tests {
                 };
                 assert!((at - step_beat).abs() <= bps, "{before} {early}: {at}");
             }
+        }
+    }
+
+    /// Issue #12: a host that neither splits the block at the loop end nor
+    /// reports the loop (84 BPM, 48 kHz, 512-sample blocks): the block after
+    /// the wrap starts a little past the loop start. The chord held over the
+    /// loop's first beats sounds from there, on every pass, instead of the
+    /// harmony starting at beat 3.
+    #[test]
+    fn after_an_unreported_loop_wrap_the_held_chord_sounds() {
+        let (tempo, rate): (f64, f64) = (84.0, 48_000.0);
+        let bps = tempo / 60.0 / rate;
+        // A chord held for the loop's first two beats, then one on beat 3.
+        let schedule = Schedule::new(vec![note(0, 8, 60), note(0, 8, 64), note(8, 16, 62)]);
+        let loop_beats = 4.0;
+        let loop_samples = loop_beats / bps;
+        let mut player = Player::default();
+        let mut sample = 0.0f64;
+        let mut first_on_per_pass: Vec<Option<f64>> = vec![None; 3];
+        for _ in 0..3 * (loop_samples / 512.0).ceil() as usize + 3 {
+            // The host's position: the loop wrapped inside the last block.
+            let pass = (sample / loop_samples).floor() as usize;
+            let beat = (sample % loop_samples) * bps;
+            let c = clock(beat, 512, tempo, rate);
+            player.process(&schedule, &c, false, &mut |o, e| {
+                if let PlayEvent::On { .. } = e {
+                    if let Some(slot) = first_on_per_pass.get_mut(pass) {
+                        slot.get_or_insert(beat + o as f64 * bps);
+                    }
+                }
+            });
+            sample += 512.0;
+        }
+        for (pass, on) in first_on_per_pass.iter().enumerate() {
+            let on = on.unwrap_or_else(|| panic!("pass {pass}: nothing sounded"));
+            // Within the block after the wrap, not on beat 3.
+            assert!(
+                on < 512.0 * bps,
+                "pass {pass}: the first note-on at beat {on}"
+            );
         }
     }
 }
