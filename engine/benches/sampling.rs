@@ -1,5 +1,6 @@
 //! Criterion benchmarks: one network evaluation, a full 4-bar harmonization
-//! at the shipped model's default settings, and candle's own matmul rate on
+//! at the shipped model's default settings, long pieces (100 and 800 bars,
+//! with and without the rules), and candle's own matmul rate on
 //! this machine as the yardstick for the network's achieved GFLOP/s.
 //!
 //! Throughput is given in elements: for the network and the matmul an
@@ -18,12 +19,16 @@ use cantor_engine::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+/// Four bars of a chorale melody in quarter notes.
+fn melody_pitches() -> [u8; 16] {
+    [
+        67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69,
+    ]
+}
+
 /// Four bars of a chorale melody (64 steps).
 fn melody() -> Score {
-    let pitches = [
-        67, 67, 66, 64, 62, 67, 69, 71, 71, 71, 71, 69, 67, 72, 71, 69,
-    ];
-    Score::from_pitches(Voice::Soprano, &pitches, 4)
+    Score::from_pitches(Voice::Soprano, &melody_pitches(), 4)
 }
 
 fn benches(c: &mut Criterion) {
@@ -69,6 +74,35 @@ fn benches(c: &mut Criterion) {
     group.bench_function("4_bars_network_alone", |b| {
         b.iter(|| compose(&model, &problem, &alone, &mut Unobserved).unwrap())
     });
+    group.finish();
+
+    // Long pieces (issue #15): one noise level over 100 and 800 bars, with
+    // and without the rules. Throughput is in bars, so time linear in the
+    // piece's length reads as the same bars/s at both lengths, and the gap
+    // between the two rows is what the rules cost.
+    let mut group = c.benchmark_group("long_pieces");
+    group.sample_size(10);
+    for bars in [100usize, 800] {
+        let pitches: Vec<u8> = melody_pitches()
+            .iter()
+            .copied()
+            .cycle()
+            .take(bars * 4)
+            .collect();
+        let long = Score::from_pitches(Voice::Soprano, &pitches, 4);
+        let problem = harmonize_problem(&long, Voice::Soprano, KeyChoice::Free).unwrap();
+        group.throughput(Throughput::Elements(bars as u64));
+        for (name, rules) in [("rules", settings.rules), ("network_alone", 0.0)] {
+            let one_level = SamplerSettings {
+                levels: 1,
+                rules,
+                ..settings.clone()
+            };
+            group.bench_function(format!("{bars}_bars_one_level_{name}"), |b| {
+                b.iter(|| compose(&model, &problem, &one_level, &mut Unobserved).unwrap())
+            });
+        }
+    }
     group.finish();
 
     let mut group = c.benchmark_group("reference");
