@@ -281,15 +281,7 @@ impl WorkerState {
         // replaced below, so the poison is cleared rather than re-panicked on.
         self.shared.status.clear_poison();
         self.params.session.clear_poison();
-        self.window = Window::default();
-        self.composition = Composition::default();
-        self.mask = None;
-        self.pending_region = None;
-        self.pending_answer = None;
-        self.kept.clear();
-        self.history = History::default();
-        self.compose_key = None;
-        self.outputs = None;
+        self.forget_take();
         if let Ok(mut status) = self.shared.status.lock() {
             status.progress = None;
             status.annealing = None;
@@ -302,29 +294,42 @@ impl WorkerState {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.publish()));
     }
 
+    /// Drops the take (window, composition, mask, kept bars, history and
+    /// what was pending); the model and the parameters stay, and the next
+    /// turn takes the parameters as a new baseline.
+    fn forget_take(&mut self) {
+        self.window = Window::default();
+        self.composition = Composition::default();
+        self.mask = None;
+        self.pending_region = None;
+        self.pending_answer = None;
+        self.kept.clear();
+        self.history = History::default();
+        self.compose_key = None;
+        self.outputs = None;
+    }
+
     /// One turn of the worker's loop.
     fn turn(&mut self) {
-        {
-            while let Ok(spent) = self.link.retired.pop() {
-                drop(spent);
-            }
-            self.adopt_loaded_session();
-            for command in self.shared.take_commands() {
-                self.command(command);
-            }
-            let mut changed = self.drain_captures();
-            changed |= self.check_params();
-            let busy = changed || self.window.any_dirty() || self.pending_answer.is_some();
-            if self.model.is_none() {
-                std::thread::sleep(IDLE);
-            } else if let Some(region) = self.pending_region.take() {
-                self.regenerate(region);
-            } else if busy {
-                self.compose();
-            } else {
-                self.shared.cancel.store(false, Ordering::SeqCst);
-                std::thread::sleep(IDLE);
-            }
+        while let Ok(spent) = self.link.retired.pop() {
+            drop(spent);
+        }
+        self.adopt_loaded_session();
+        for command in self.shared.take_commands() {
+            self.command(command);
+        }
+        let mut changed = self.drain_captures();
+        changed |= self.check_params();
+        let busy = changed || self.window.any_dirty() || self.pending_answer.is_some();
+        if self.model.is_none() {
+            std::thread::sleep(IDLE);
+        } else if let Some(region) = self.pending_region.take() {
+            self.regenerate(region);
+        } else if busy {
+            self.compose();
+        } else {
+            self.shared.cancel.store(false, Ordering::SeqCst);
+            std::thread::sleep(IDLE);
         }
     }
 
@@ -518,13 +523,7 @@ impl WorkerState {
             // The project keeps loading; Cantor starts fresh and says why.
             self.stamp = session.stamp;
             drop(session);
-            self.window = Window::default();
-            self.composition = Composition::default();
-            self.mask = None;
-            self.kept.clear();
-            self.history = History::default();
-            self.compose_key = None;
-            self.outputs = None;
+            self.forget_take();
             self.publish();
             status!(self).error = Some(format!(
                 "the project's saved Cantor session was not loaded ({reason}); starting fresh"

@@ -68,22 +68,29 @@ impl Limits {
 
     /// Reads a whole file, refusing one larger than `max_bytes` before reading it.
     pub fn read_file(&self, path: &Path) -> Result<Vec<u8>> {
-        use std::io::Read;
         let file = std::fs::File::open(path).map_err(|e| CantorError::io(path, e))?;
-        let mut bytes = Vec::new();
-        file.take(self.max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| CantorError::io(path, e))?;
-        if bytes.len() as u64 > self.max_bytes {
-            return Err(CantorError::music(
+        match self
+            .read_capped(file)
+            .map_err(|e| CantorError::io(path, e))?
+        {
+            Some(bytes) => Ok(bytes),
+            None => Err(CantorError::music(
                 path,
                 format!(
                     "the file is larger than {} MB, the limit for a music file",
                     self.max_bytes >> 20
                 ),
-            ));
+            )),
         }
-        Ok(bytes)
+    }
+
+    /// Reads `reader` to its end, streaming, or `None` as soon as it passes
+    /// `max_bytes` (never holding more than the limit and one byte).
+    pub fn read_capped(&self, reader: impl std::io::Read) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        reader.take(self.max_bytes + 1).read_to_end(&mut bytes)?;
+        Ok((bytes.len() as u64 <= self.max_bytes).then_some(bytes))
     }
 }
 

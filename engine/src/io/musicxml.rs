@@ -72,21 +72,20 @@ fn unzip_score(bytes: &[u8], path: &Path, limits: &Limits) -> Result<String> {
 /// passes `limits.max_bytes`: a small archive that inflates to gigabytes is
 /// refused after reading the limit, not after inflating it all.
 fn inflate_capped(file: impl Read, name: &str, path: &Path, limits: &Limits) -> Result<String> {
-    let mut bytes = Vec::new();
-    file.take(limits.max_bytes + 1)
-        .read_to_end(&mut bytes)
+    let bytes = limits
+        .read_capped(file)
         .map_err(|e| {
             CantorError::music(path, format!("cannot read '{name}' from the archive: {e}"))
+        })?
+        .ok_or_else(|| {
+            CantorError::music(
+                path,
+                format!(
+                    "'{name}' in the archive inflates past {} MB, the limit for a score",
+                    limits.max_bytes >> 20
+                ),
+            )
         })?;
-    if bytes.len() as u64 > limits.max_bytes {
-        return Err(CantorError::music(
-            path,
-            format!(
-                "'{name}' in the archive inflates past {} MB, the limit for a score",
-                limits.max_bytes >> 20
-            ),
-        ));
-    }
     String::from_utf8(bytes)
         .map_err(|_| CantorError::music(path, format!("'{name}' in the archive is not UTF-8 text")))
 }
