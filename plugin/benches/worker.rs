@@ -14,7 +14,8 @@
 use cantor::composer::{harmonize, ComposeSettings, Composition};
 use cantor::params::Mode;
 use cantor::take::{regenerate, Region};
-use cantor::window::{Capture, Window};
+use cantor::link::Capture;
+use cantor::window::Window;
 use cantor_engine::model::{device_name, shipped};
 use cantor_engine::{KeyChoice, SamplerSettings, Unobserved};
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -194,6 +194,97 @@ impl BlockSpan {
     }
 }
 
+/// The loops of the last block and this one, as [`LoopTracker`] resolves them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Loops {
+    /// The loop to play this block with: the host's, else the one learned
+    /// from its last unreported wrap.
+    pub this: Option<(f64, f64)>,
+    /// The loop the last block was played in, now that this block's
+    /// position tells: the host's, or a wrap inside it that the host did
+    /// not report. Its input is placed by it.
+    pub previous: Option<(f64, f64)>,
+}
+
+/// Loops a host plays without reporting them. Some CLAP hosts neither send
+/// the loop range nor split the block at the loop end: the block that
+/// crosses it runs on past the end in their position, and the next one
+/// starts back near the loop start. From that jump Cantor infers where the
+/// loop ended (a 16th the last block crossed) and where it began (the next
+/// block's start less what the last block played past that end, which must
+/// also fall on a 16th). The wrap is then known one block late: the input
+/// the last block held is placed at the loop start, and from the next pass
+/// on the loop is played as if the host had reported it, its first step on
+/// its sample. The first wrap's harmony is struck where the next block
+/// begins (see the player's note chasing), up to a block late. A block that
+/// crosses the learned end without the host wrapping there (looping turned
+/// off) forgets it, as does any reported loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoopTracker {
+    /// The last block, and the loop the host reported for it.
+    previous: Option<(BlockClock, Option<(f64, f64)>)>,
+    /// The loop learned from the last unreported wrap: (start, end) beats.
+    learned: Option<(f64, f64)>,
+}
+
+impl LoopTracker {
+    /// Takes the next block's clock and the loop the host reports for it.
+    pub fn next(&mut self, clock: BlockClock, reported: Option<(f64, f64)>) -> Loops {
+        let previous = self.previous.take().and_then(|(prev, reported_then)| {
+            if reported_then.is_some() {
+                return reported_then;
+            }
+            let wrap = clock
+                .playing
+                .then(|| unreported_wrap(&prev, clock.start_beat))
+                .flatten();
+            match (wrap, self.learned) {
+                (Some(found), _) => self.learned = Some(found),
+                // Played with the learned loop, crossing its end, and the
+                // host went on instead of wrapping.
+                (None, Some(learned)) if BlockSpan::new(prev, Some(learned)).wrap.is_some() => {
+                    self.learned = None
+                }
+                _ => {}
+            }
+            wrap
+        });
+        if reported.is_some()
+            || self
+                .learned
+                .is_some_and(|(_, end)| clock.start_beat >= end - 1e-9)
+        {
+            self.learned = None;
+        }
+        self.previous = Some((clock, reported));
+        let this = reported.or(self.learned);
+        Loops { this, previous }
+    }
+}
+
+/// The loop a host wrapped in without reporting it, judged from the block
+/// `prev` and where the next block starts: (start, end) in beats, each on a
+/// 16th, or `None` when the next block goes on from `prev` (or jumped in a
+/// way no wrap at a 16th explains).
+fn unreported_wrap(prev: &BlockClock, next_start: f64) -> Option<(f64, f64)> {
+    let end = prev.end_beat();
+    // A host wraps at a whole sample; its positions may be coarser still.
+    let slack = (2.0 * prev.beats_per_sample).max(HOST_BEAT_RESOLUTION);
+    if next_start > end - slack {
+        return None;
+    }
+    let steps = STEPS_PER_QUARTER as f64;
+    let first = step_at_or_after(prev.start_beat + prev.beats_per_sample);
+    let last = (end * steps + STEP_EPSILON).floor() as i64;
+    (first..=last).rev().find_map(|end_step| {
+        let loop_end = end_step as f64 / steps;
+        let loop_start = next_start - (end - loop_end);
+        let start_step = (loop_start * steps).round();
+        let on_step = (loop_start * steps - start_step).abs() <= slack * steps;
+        (on_step && (start_step as i64) < end_step).then_some((start_step / steps, loop_end))
+    })
+}
+
 /// The first grid step at or after `beat`.
 pub fn step_at_or_after(beat: f64) -> i64 {
     (beat * STEPS_PER_QUARTER as f64 - STEP_EPSILON).ceil() as i64
@@ -354,5 +445,70 @@ mod tests {
         ] {
             assert_eq!(BlockSpan::new(clock, range).wrap, None);
         }
+    }
+
+    /// Issue #12: a host that neither reports its loop nor splits the
+    /// block at the loop end (84 BPM, 48 kHz, 512-sample blocks, a 2-bar
+    /// loop): the first wrap is found from the jump, one block late; from
+    /// then on the block crossing the end is split there, and a host that
+    /// stops looping makes Cantor forget the loop.
+    #[test]
+    fn a_loop_the_host_does_not_report_is_learned_from_its_first_wrap() {
+        let bps = 84.0 / 60.0 / 48_000.0;
+        let loop_end = 8.0;
+        let cycle = loop_end / bps; // 274,285.7 samples
+        let block = |start_beat: f64| BlockClock {
+            playing: true,
+            start_beat,
+            samples: 512,
+            beats_per_sample: bps,
+        };
+        let mut tracker = LoopTracker::default();
+        let mut sample = 0u64; // samples played since the song start
+        let mut wraps = Vec::new();
+        for i in 0..2000 {
+            // The host's position: wrapped at the sample the loop end rounds to.
+            let wrapped = sample % cycle.round() as u64;
+            let clock = block(wrapped as f64 * bps);
+            let loops = tracker.next(clock, None);
+            if let Some(found) = loops.previous {
+                wraps.push((i, found));
+            }
+            if i > 600 {
+                // After the first wrap (block 535) the loop is known.
+                assert_eq!(loops.this, Some((0.0, loop_end)), "block {i}");
+            }
+            sample += 512;
+        }
+        // The wraps in blocks 535, 1071, 1607 are each found at the next block.
+        let at: Vec<usize> = wraps.iter().map(|w| w.0).collect();
+        assert_eq!(at, [536, 1072, 1608]);
+        assert!(wraps.iter().all(|w| w.1 == (0.0, loop_end)));
+        // The host stops looping: the block after the learned end starts
+        // past it, and the loop is forgotten.
+        let crossing = block(loop_end - 100.0 * bps);
+        assert_eq!(tracker.next(crossing, None).this, Some((0.0, loop_end)));
+        let on = tracker.next(block(loop_end + 412.0 * bps), None);
+        assert_eq!((on.previous, on.this), (None, None));
+        // A plain jump back (to a position no wrap at a 16th explains) is
+        // not a loop.
+        let mut tracker = LoopTracker::default();
+        tracker.next(block(5.0 + 1000.0 * bps), None);
+        assert_eq!(
+            tracker.next(block(1.0 + 37.0 * bps), None),
+            Loops::default()
+        );
+        // A reported loop is the host's, never replaced.
+        let mut tracker = LoopTracker::default();
+        let reported = Some((0.0, 16.0));
+        tracker.next(block(1.0), reported);
+        let loops = tracker.next(block(1.0 + 512.0 * bps), reported);
+        assert_eq!(
+            loops,
+            Loops {
+                this: reported,
+                previous: reported
+            }
+        );
     }
 }

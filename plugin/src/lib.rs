@@ -16,6 +16,7 @@ use nice_plug::prelude::*;
 pub mod composer;
 pub mod editor;
 pub mod grid_time;
+pub mod link;
 pub mod params;
 pub mod playback;
 pub mod roll;
@@ -25,11 +26,11 @@ pub mod window;
 pub mod worker;
 
 use grid_time::{BlockClock, BlockSpan};
+use link::{AudioLink, HeldBlock, Input};
 use params::CantorParams;
 use playback::{PassedNotes, PlayEvent, Player, Schedule};
 use shared::Shared;
-use window::Capture;
-use worker::{AudioLink, Worker};
+use worker::Worker;
 
 /// Generated events one block can hold before they are sent (every step of
 /// an 8192-sample block at the fastest tempo, four voices on and off, with
@@ -63,6 +64,8 @@ pub struct Cantor {
     free_beat: f64,
     /// The host's position counted to the sample (audio thread).
     host_clock: grid_time::HostClock,
+    /// The host's loop, reported or learned from its wraps (audio thread).
+    loops: grid_time::LoopTracker,
     /// Set by `reset`/`activate`: release notes still sounding from before.
     release_pending: bool,
     /// Input notes passed through and still held (audio thread).
@@ -83,6 +86,7 @@ impl Default for Cantor {
             sample_rate: 48_000.0,
             free_beat: 0.0,
             host_clock: grid_time::HostClock::default(),
+            loops: grid_time::LoopTracker::default(),
             release_pending: false,
             passed: PassedNotes::default(),
         }
@@ -149,6 +153,78 @@ impl Cantor {
         };
         (clock, bar_start, bar_beats)
     }
+    /// What Cantor plays in this block, into `block_events`: releases
+    /// owed from a reset, nothing but note-offs when bypassed, else the
+    /// schedule over each stretch of the block.
+    fn play(&mut self, span: &BlockSpan, fresh: bool, bypass: bool) {
+        self.block_events.clear();
+        let events = &mut self.block_events;
+        let mut send = |o: u32, e: PlayEvent| {
+            if events.len() < events.capacity() {
+                events.push((o, e))
+            }
+        };
+        if std::mem::take(&mut self.release_pending) {
+            self.player.all_off(0, &mut send);
+        }
+        if bypass {
+            self.player.all_off(0, &mut send);
+            self.player.reset();
+            return;
+        }
+        for (from, stretch) in span.stretches() {
+            // After a wrap the player sees the jump back and releases first.
+            let fresh = fresh && from == 0;
+            self.player
+                .process(&self.schedule, &stretch, fresh, &mut |o, e| {
+                    send(from + o, e)
+                });
+        }
+    }
+
+    /// Takes one input event: held for the worker (a note, or an every-key
+    /// note-off) and tracked for pass-through. Returns whether to pass it on.
+    fn take_input(&mut self, event: &PluginNoteEvent<Self>, pass_through: bool) -> bool {
+        let timing = event.timing();
+        let (input, pass) = match *event {
+            NoteEvent::NoteOn {
+                channel,
+                key: Key::Number(pitch),
+                velocity,
+                ..
+            } => (
+                Some(Input::On {
+                    pitch,
+                    velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
+                }),
+                self.passed
+                    .note_on(channel.number().unwrap_or(0), pitch, pass_through),
+            ),
+            NoteEvent::NoteOff {
+                channel,
+                key: Key::Number(pitch),
+                ..
+            } => (
+                Some(Input::Off { pitch }),
+                self.passed
+                    .note_off(channel.number().unwrap_or(0), pitch, pass_through),
+            ),
+            // CLAP's "every key" note-off.
+            NoteEvent::NoteOff {
+                channel,
+                key: Key::Wildcard,
+                ..
+            } => (
+                Some(Input::AllOff),
+                self.passed.all_off(channel.number(), pass_through),
+            ),
+            _ => (None, pass_through),
+        };
+        if let (Some(input), Some(link)) = (input, self.link.as_mut()) {
+            link.take_input(timing, input);
+        }
+        pass
+    }
 }
 
 fn to_note_event(timing: u32, event: PlayEvent) -> PluginNoteEvent<Cantor> {
@@ -213,7 +289,7 @@ impl Plugin for Cantor {
         self.sample_rate = buffer_config.sample_rate as f64;
         self.block_events.reserve(BLOCK_EVENTS);
         if self.worker.is_none() {
-            let (audio, worker) = worker::link();
+            let (audio, worker) = link::link();
             self.link = Some(audio);
             self.worker = Some(Worker::spawn(
                 worker,
@@ -245,41 +321,26 @@ impl Plugin for Cantor {
         let samples = buffer.samples() as u32;
         let fresh = self.take_schedules();
         let (clock, bar_start, bar_beats) = self.block_clock(context.transport(), samples);
-        let span = BlockSpan::new(clock, context.transport().loop_range_beats());
-
-        self.block_events.clear();
-        let events = &mut self.block_events;
-        if self.release_pending {
-            self.player.all_off(0, &mut |o, e| {
-                if events.len() < events.capacity() {
-                    events.push((o, e))
-                }
-            });
-            self.release_pending = false;
+        let reported = context.transport().loop_range_beats();
+        let loops = self.loops.next(clock, reported);
+        let playing = clock.playing || context.transport().pos_beats().is_none();
+        if let Some(link) = self.link.as_mut() {
+            // This block's position says where the last block's input was.
+            link.send_held(loops.previous);
+            let block = HeldBlock {
+                clock,
+                bar_start,
+                bar_beats,
+                playing,
+            };
+            link.start_block(block, reported.filter(|_| clock.playing));
         }
+        let span = BlockSpan::new(clock, loops.this);
         let bypass = self.params.bypass.value();
-        if bypass {
-            self.player.all_off(0, &mut |o, e| {
-                if events.len() < events.capacity() {
-                    events.push((o, e))
-                }
-            });
-            self.player.reset();
-        } else {
-            for (from, stretch) in span.stretches() {
-                // After a wrap the player sees the jump back and releases first.
-                let fresh = fresh && from == 0;
-                self.player
-                    .process(&self.schedule, &stretch, fresh, &mut |o, e| {
-                        if events.len() < events.capacity() {
-                            events.push((from + o, e));
-                        }
-                    });
-            }
-        }
+        self.play(&span, fresh, bypass);
 
-        // Input: captured for the worker, passed through if asked (always
-        // when bypassed), merged in time order with what Cantor plays.
+        // Input: held for the worker, passed through if asked (always when
+        // bypassed), merged in time order with what Cantor plays.
         let pass_through = self.params.pass_through.value() || bypass;
         let mut next = 0;
         while let Some(event) = context.next_event() {
@@ -289,73 +350,22 @@ impl Plugin for Cantor {
                 let _ = context.try_send_event(to_note_event(o, e));
                 next += 1;
             }
-            let beat = span.input_beat(timing, matches!(event, NoteEvent::NoteOn { .. }));
-            let (capture, pass) = match event {
-                NoteEvent::NoteOn {
-                    channel,
-                    key: Key::Number(pitch),
-                    velocity,
-                    ..
-                } => (
-                    Some(Capture::NoteOn {
-                        beat,
-                        pitch,
-                        velocity: (velocity * 127.0).round().clamp(1.0, 127.0) as u8,
-                    }),
-                    self.passed
-                        .note_on(channel.number().unwrap_or(0), pitch, pass_through),
-                ),
-                NoteEvent::NoteOff {
-                    channel,
-                    key: Key::Number(pitch),
-                    ..
-                } => (
-                    Some(Capture::NoteOff { beat, pitch }),
-                    self.passed
-                        .note_off(channel.number().unwrap_or(0), pitch, pass_through),
-                ),
-                // CLAP's "every key" note-off.
-                NoteEvent::NoteOff {
-                    channel,
-                    key: Key::Wildcard,
-                    ..
-                } => {
-                    if let Some(link) = self.link.as_mut() {
-                        link.release_all(beat);
-                    }
-                    (None, self.passed.all_off(channel.number(), pass_through))
-                }
-                _ => (None, pass_through),
-            };
-            if let (Some(c), Some(link)) = (capture, self.link.as_mut()) {
-                // Never blocks; a flood drops whole notes, never their ends.
-                link.capture(c);
-            }
-            if pass {
+            if self.take_input(&event, pass_through) {
                 let _ = context.try_send_event(event);
             }
         }
         for &(o, e) in &self.block_events[next..] {
             let _ = context.try_send_event(to_note_event(o, e));
         }
-        let playing = clock.playing || context.transport().pos_beats().is_none();
+        if let Some(link) = self.link.as_mut() {
+            link.end_block();
+        }
         for (_, stretch) in span.stretches() {
-            // The bar grid of the host's current bar, carried over a wrap.
-            let bar =
-                bar_start + ((stretch.start_beat - bar_start) / bar_beats).floor() * bar_beats;
             self.shared.set_playhead(
                 stretch.start_beat,
                 stretch.playing,
                 stretch.beats_per_sample * 60.0 * self.sample_rate,
             );
-            if let Some(link) = self.link.as_mut() {
-                link.capture(Capture::Playhead {
-                    beat: stretch.start_beat,
-                    playing,
-                    bar_start_beat: bar,
-                    bar_beats,
-                });
-            }
         }
         ProcessStatus::KeepAlive
     }

@@ -14,29 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::grid_time::nearest_step;
-
-/// A message from the audio thread, stamped in song position (beats).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Capture {
-    NoteOn {
-        beat: f64,
-        pitch: u8,
-        velocity: u8,
-    },
-    NoteOff {
-        beat: f64,
-        pitch: u8,
-    },
-    /// Once per block: where the playhead is and the bar grid around it.
-    Playhead {
-        beat: f64,
-        playing: bool,
-        /// Song position of the current bar's first beat.
-        bar_start_beat: f64,
-        /// Bar length in quarter-note beats (4/4 → 4, 6/8 → 3).
-        bar_beats: f64,
-    },
-}
+use crate::link::Capture;
 
 /// A melody note at absolute grid steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

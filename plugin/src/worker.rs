@@ -2,7 +2,7 @@
 //! composition, runs the sampler, and hands schedules to the audio thread.
 //!
 //! It talks to the audio thread only through the lock-free queues of
-//! [`AudioLink`] / [`WorkerLink`]: captures in, schedules out, and spent
+//! [`crate::link`]: captures in, schedules out, and spent
 //! schedules back so the audio thread never frees memory. A composition in
 //! progress is cancelled between noise levels when fresher input changes the
 //! window, so the freshest input wins.
@@ -20,97 +20,11 @@ use cantor_engine::sampler::{AnnealingFrame, Observer};
 use cantor_engine::{CantorError, KeyChoice, SamplerSettings, ScoreModel};
 
 use crate::composer::{answer, harmonize, schedule, ComposeSettings, Composition, Watcher};
+use crate::link::{Capture, WorkerLink};
 use crate::params::{CantorParams, Mode, Session};
-use crate::playback::Schedule;
 pub use crate::shared::{Annealing, Command, Shared, Status};
 use crate::take::{regenerate, take_bars, History, Region};
-use crate::window::{Capture, Window};
-
-/// Capture messages the queue holds; a flood beyond this is dropped by the
-/// audio thread (the window keeps what it had).
-pub const CAPTURE_CAPACITY: usize = 8192;
-/// Queue slots kept for the note-offs of notes whose note-on went through
-/// (one per key at most): a flood can drop notes, never just their ends.
-const OFF_RESERVE: usize = 128;
-/// Schedules in flight each way.
-const SCHEDULE_CAPACITY: usize = 4;
-/// How long the worker sleeps when idle.
-const IDLE: Duration = Duration::from_millis(3);
-
-/// The audio thread's ends of the queues.
-pub struct AudioLink {
-    pub captures: rtrb::Producer<Capture>,
-    pub schedules: rtrb::Consumer<Box<Schedule>>,
-    pub retired: rtrb::Producer<Box<Schedule>>,
-    /// Keys whose note-on reached the window and whose note-off has not:
-    /// their note-offs always go through (see [`AudioLink::capture`]).
-    sounding: u128,
-}
-
-impl AudioLink {
-    /// Sends a capture to the worker without blocking. When the queue is
-    /// nearly full (a flood the worker has not caught up with) note-ons and
-    /// playheads are dropped first, keeping room for the note-off of every
-    /// note the window was told of, so no key is left held in the window;
-    /// the note-off of a dropped note-on is dropped with it. Returns
-    /// whether the capture was sent.
-    pub fn capture(&mut self, capture: Capture) -> bool {
-        let room = self.captures.slots();
-        let send = match capture {
-            Capture::NoteOff { pitch, .. } => self.sounding & key_bit(pitch) != 0,
-            Capture::NoteOn { .. } | Capture::Playhead { .. } => room > OFF_RESERVE,
-        };
-        if !send || self.captures.push(capture).is_err() {
-            return false;
-        }
-        match capture {
-            Capture::NoteOn { pitch, .. } => self.sounding |= key_bit(pitch),
-            Capture::NoteOff { pitch, .. } => self.sounding &= !key_bit(pitch),
-            Capture::Playhead { .. } => {}
-        }
-        true
-    }
-
-    /// An every-key note-off: ends each note the window was told of.
-    pub fn release_all(&mut self, beat: f64) {
-        for pitch in 0..128u8 {
-            if self.sounding & key_bit(pitch) != 0 {
-                self.capture(Capture::NoteOff { beat, pitch });
-            }
-        }
-    }
-}
-
-fn key_bit(pitch: u8) -> u128 {
-    1u128 << (pitch & 0x7f)
-}
-
-/// The worker's ends of the queues.
-pub struct WorkerLink {
-    captures: rtrb::Consumer<Capture>,
-    schedules: rtrb::Producer<Box<Schedule>>,
-    retired: rtrb::Consumer<Box<Schedule>>,
-}
-
-pub fn link() -> (AudioLink, WorkerLink) {
-    let (cp, cc) = rtrb::RingBuffer::new(CAPTURE_CAPACITY);
-    let (sp, sc) = rtrb::RingBuffer::new(SCHEDULE_CAPACITY);
-    // Room for every schedule that can be in flight plus the one playing.
-    let (rp, rc) = rtrb::RingBuffer::new(SCHEDULE_CAPACITY + 2);
-    (
-        AudioLink {
-            captures: cp,
-            schedules: sc,
-            retired: rp,
-            sounding: 0,
-        },
-        WorkerLink {
-            captures: cc,
-            schedules: sp,
-            retired: rc,
-        },
-    )
-}
+use crate::window::Window;
 
 /// A running worker; dropping it stops and joins the thread.
 pub struct Worker {
@@ -126,6 +40,9 @@ impl Drop for Worker {
         }
     }
 }
+
+/// How long the worker sleeps when idle.
+const IDLE: Duration = Duration::from_millis(3);
 
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
 
@@ -851,85 +768,5 @@ impl Observer for Watch<'_> {
 impl Watcher for Watch<'_> {
     fn origin(&mut self, origin: i64) {
         self.origin = origin;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_flood_drops_whole_notes_never_their_ends() {
-        let (mut audio, mut worker) = link();
-        // 10,000 notes in one block, keys cycling, each ended a little later,
-        // with nothing drained: far more than the queue holds.
-        let mut sent_ons = 0;
-        for i in 0..10_000u32 {
-            let pitch = (i % 97) as u8 + 20;
-            let beat = i as f64 * 1e-4;
-            sent_ons += usize::from(audio.capture(Capture::NoteOn {
-                beat,
-                pitch,
-                velocity: 80,
-            }));
-            if i >= 8 {
-                let pitch = ((i - 8) % 97) as u8 + 20;
-                audio.capture(Capture::NoteOff { beat, pitch });
-            }
-        }
-        for i in 9_992..10_000u32 {
-            let pitch = (i % 97) as u8 + 20;
-            audio.capture(Capture::NoteOff { beat: 1.0, pitch });
-        }
-        assert!(
-            sent_ons > 1000 && sent_ons < 10_000,
-            "{sent_ons} note-ons sent"
-        );
-        // What the worker receives: every note-on it saw is ended.
-        let mut held = [false; 128];
-        let (mut ons, mut offs) = (0, 0);
-        while let Ok(c) = worker.captures.pop() {
-            match c {
-                Capture::NoteOn { pitch, .. } => {
-                    held[pitch as usize] = true;
-                    ons += 1;
-                }
-                Capture::NoteOff { pitch, .. } => {
-                    assert!(held[pitch as usize], "a note-off without its note-on");
-                    held[pitch as usize] = false;
-                    offs += 1;
-                }
-                Capture::Playhead { .. } => {}
-            }
-        }
-        assert_eq!(ons, sent_ons);
-        assert_eq!(offs, ons);
-        assert!(held.iter().all(|h| !h), "keys left held");
-        // And the queue works again once drained.
-        assert!(audio.capture(Capture::NoteOn {
-            beat: 2.0,
-            pitch: 60,
-            velocity: 80
-        }));
-    }
-
-    #[test]
-    fn an_every_key_note_off_ends_what_the_window_holds() {
-        let (mut audio, mut worker) = link();
-        for pitch in [60, 64, 67] {
-            audio.capture(Capture::NoteOn {
-                beat: 0.0,
-                pitch,
-                velocity: 80,
-            });
-        }
-        audio.release_all(1.0);
-        let offs: Vec<u8> = std::iter::from_fn(|| worker.captures.pop().ok())
-            .filter_map(|c| match c {
-                Capture::NoteOff { pitch, .. } => Some(pitch),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(offs, [60, 64, 67]);
     }
 }

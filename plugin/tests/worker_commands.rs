@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cantor::link::{link, AudioLink, Capture};
 use cantor::params::CantorParams;
 use cantor::shared::{Command, Shared, Status};
 use cantor::take::Region;
-use cantor::window::Capture;
-use cantor::worker::{link, AudioLink, Worker};
+use cantor::worker::Worker;
 
 /// Four bars of quarter notes.
 const PITCHES: [u8; 16] = [

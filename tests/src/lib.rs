@@ -128,6 +128,9 @@ pub struct Cantor {
     pub max_block: u32,
     /// Samples processed so far (absolute output positions).
     pub position: u64,
+    /// Samples played by [`Cantor::play_looped`] so far: where its loop
+    /// goes on from.
+    pub looped: u64,
 }
 
 impl Cantor {
@@ -161,6 +164,7 @@ impl Cantor {
             sample_rate,
             max_block,
             position: 0,
+            looped: 0,
         }
     }
 
@@ -477,6 +481,128 @@ fn transport_event(t: Transport) -> TransportEvent {
         bar_number: (t.beat / bar_beats).floor() as i32,
         time_signature_numerator: t.numerator,
         time_signature_denominator: t.denominator,
+    }
+}
+
+/// How a host plays a loop (issue #12: real DAWs differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopingHost {
+    /// Reports the loop and splits the cycle that crosses its end there,
+    /// handing the half before the wrap every event of the whole cycle
+    /// (those past the wrap at its last sample) and the half after it its
+    /// own events again: the loop's first note arrives before the loop end
+    /// and once more at the loop start (what Ardour 7 does to the note on
+    /// the loop's first sample).
+    SplitsCycles,
+    /// Neither reports the loop nor splits the block at its end: the block
+    /// crossing it runs on in the host's position, the next one starts
+    /// near the loop start.
+    Unreported,
+}
+
+/// A note the plugin sent during [`Cantor::play_looped`]: the pass it fell
+/// in (counted from the first call) and its sample from that pass's start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopedNote {
+    pub pass: u64,
+    pub at: u64,
+    pub note: OutNote,
+}
+
+/// Where pass `k` of a loop of `cycle` samples (fractional) starts: at the
+/// sample its start rounds to, where a host that counts samples wraps.
+pub fn pass_start(k: u64, cycle: f64) -> u64 {
+    (k as f64 * cycle).round() as u64
+}
+
+impl Cantor {
+    /// Plays blocks of the given lengths through `host` looping `melody`
+    /// ((beat on, beat off, key), 4/4 at `tempo`) over beats
+    /// `0..loop_beats`, going on from where the last call stopped
+    /// ([`Cantor::looped`]). A note-off at the loop end is sent at the
+    /// pass's last sample.
+    pub fn play_looped(
+        &mut self,
+        host: LoopingHost,
+        melody: &[(f64, f64, u16)],
+        loop_beats: f64,
+        tempo: f64,
+        blocks: &[u32],
+    ) -> Vec<LoopedNote> {
+        let bps = tempo / 60.0 / self.sample_rate;
+        let cycle = loop_beats / bps;
+        let pass_of = |t: u64| {
+            let mut k = (t as f64 / cycle).floor() as u64;
+            while pass_start(k + 1, cycle) <= t {
+                k += 1;
+            }
+            while k > 0 && pass_start(k, cycle) > t {
+                k -= 1;
+            }
+            k
+        };
+        let mut out = Vec::new();
+        for &frames in blocks {
+            let t0 = self.looped;
+            let t1 = t0 + frames as u64;
+            // The melody's events in this block, in song samples.
+            let mut events = Vec::new();
+            for k in pass_of(t0)..=pass_of(t1 - 1) {
+                let (start, next) = (pass_start(k, cycle), pass_start(k + 1, cycle));
+                for &(on, off, key) in melody {
+                    for (beat, is_on) in [(on, true), (off, false)] {
+                        let t = if beat >= loop_beats {
+                            next - 1
+                        } else {
+                            start + (beat / bps).round() as u64
+                        };
+                        if (t0..t1).contains(&t) {
+                            events.push((t, is_on, key));
+                        }
+                    }
+                }
+            }
+            let wrap = pass_start(pass_of(t0) + 1, cycle);
+            let halves: Vec<(u64, u64)> = match host {
+                LoopingHost::SplitsCycles if wrap > t0 && wrap < t1 => {
+                    vec![(t0, wrap), (wrap, t1)]
+                }
+                _ => vec![(t0, t1)],
+            };
+            for (h0, h1) in halves {
+                let len = (h1 - h0) as u32;
+                let notes: Vec<InNote> = events
+                    .iter()
+                    .filter(|&&(t, _, _)| t >= h0)
+                    .map(|&(t, on, key)| InNote {
+                        offset: ((t - h0) as u32).min(len - 1),
+                        on,
+                        key,
+                    })
+                    .collect();
+                let beat = (h0 - pass_start(pass_of(h0), cycle)) as f64 * bps;
+                let transport = Transport {
+                    playing: true,
+                    beat,
+                    tempo,
+                    numerator: 4,
+                    denominator: 4,
+                    looping: (host == LoopingHost::SplitsCycles).then_some((0.0, loop_beats)),
+                };
+                let first = self.position;
+                for note in self.process(len, &notes, Some(transport)) {
+                    let t = h0 + (note.sample - first);
+                    let pass = pass_of(t);
+                    out.push(LoopedNote {
+                        pass,
+                        at: t - pass_start(pass, cycle),
+                        note,
+                    });
+                }
+            }
+            self.looped = t1;
+        }
+        out
     }
 }
 

@@ -10,7 +10,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cantor_host_tests::{composed_harmony, Cantor, ComposedNote, InNote, OutNote, Transport};
+use cantor_host_tests::{
+    composed_harmony, pass_start, Cantor, ComposedNote, InNote, LoopedNote, LoopingHost, OutNote,
+    Transport,
+};
 
 const TEMPO: f64 = 120.0;
 
@@ -664,4 +667,160 @@ fn bypass_passes_the_melody_through_and_plays_no_harmony() {
     set(&mut c, false);
     let back = loop_until_harmonized(&mut c, 512);
     assert!(!harmony(&back).is_empty(), "the harmony plays again");
+}
+
+/// The session saved in a state.
+fn session(c: &mut Cantor) -> serde_json::Value {
+    let state = Cantor::state_json(&c.save_state());
+    serde_json::from_str(state["fields"]["session"].as_str().expect("a session")).expect("JSON")
+}
+
+/// Issue #12: a looped melody in a host that loops its own way (84 BPM,
+/// 48 kHz, 512-sample blocks, the loop end inside a block) plays the same
+/// harmony on every pass once it is composed: every composed note on its
+/// 16th within a sample, from the loop's first step; the loop's first note
+/// in the window; nothing recomposed with no edit; no chord struck twice,
+/// even where a downbeat falls one sample before a block boundary; nothing
+/// left sounding.
+fn a_loop_plays_the_same_harmony_every_pass(host: LoopingHost) {
+    const BPM: f64 = 84.0;
+    let mut c = Cantor::new(48_000.0, 512);
+    let bps = BPM / 60.0 / c.sample_rate;
+    let cycle = LOOP_BEATS / bps;
+    let spb = c.sample_rate * 60.0 / BPM / 4.0;
+    let mut all: Vec<LoopedNote> = Vec::new();
+    // Plays 512-sample blocks until pass `k` has begun.
+    let play_to = |c: &mut Cantor, k: u64, all: &mut Vec<LoopedNote>| {
+        let left = pass_start(k, cycle).saturating_sub(c.looped);
+        let blocks = vec![512; left.div_ceil(512) as usize];
+        all.extend(c.play_looped(host, &MELODY, LOOP_BEATS, BPM, &blocks));
+    };
+    // Loop until a pass has harmony in both bars.
+    let mut pass = 1;
+    loop {
+        play_to(&mut c, pass, &mut all);
+        let bars: Vec<bool> = (0..2)
+            .map(|bar| {
+                all.iter().any(|n| {
+                    n.pass == pass - 1
+                        && n.note.on
+                        && n.note.channel != 0
+                        && (n.at as f64 / spb / 16.0) as u64 == bar
+                })
+            })
+            .collect();
+        if bars == [true, true] {
+            break;
+        }
+        assert!(pass < 60, "no harmony after 60 passes");
+        std::thread::sleep(Duration::from_millis(250));
+        pass += 1;
+    }
+    // One pass more, so that what was composed while the first harmonized
+    // pass played is in; then the take as it stands.
+    play_to(&mut c, pass + 1, &mut all);
+    let first = pass + 1;
+    let before = session(&mut c);
+    let composed = composed_harmony(&Cantor::state_json(&c.save_state()));
+    // Bar 2's downbeat in the first measured pass one sample before a block
+    // boundary: one shorter block first.
+    let downbeat = pass_start(first, cycle) + (16.0 * spb).round() as u64;
+    let short = ((downbeat + 1 - c.looped) % 512) as u32;
+    if short > 0 {
+        all.extend(c.play_looped(host, &MELODY, LOOP_BEATS, BPM, &[short]));
+    }
+    play_to(&mut c, first + 3, &mut all);
+
+    let mut want = expected_steps(&composed, 32);
+    want.retain(|(step, on, _, _)| *on || *step != 0);
+    assert!(
+        (1..4).all(|ch| want.contains(&(
+            0,
+            true,
+            ch,
+            composed
+                .iter()
+                .find(|n| n.start == 0 && n.channel == ch)
+                .map_or(0, |n| n.key)
+        ))),
+        "every voice starts on the downbeat: {composed:?}"
+    );
+    for p in first..first + 3 {
+        let mut got = Vec::new();
+        for n in all.iter().filter(|n| n.pass == p && n.note.channel != 0) {
+            let step = n.at as f64 / spb;
+            assert!(
+                (step - step.round()).abs() * spb <= 1.0,
+                "pass {p}: {n:?} is {:.2} samples off the grid",
+                (step - step.round()).abs() * spb
+            );
+            let step = step.round() as i64;
+            if n.note.on || step != 0 {
+                got.push((step, n.note.on, n.note.channel, n.note.key));
+            }
+        }
+        got.sort();
+        assert_eq!(got, want, "pass {p} plays the composition");
+        // The melody passes through.
+        for (on, _, key) in MELODY {
+            let at = (on / bps).round() as u64;
+            assert!(
+                all.iter().any(|n| n.note.channel == 0
+                    && n.note.on
+                    && n.note.key == key
+                    && ((n.pass == p && n.at.abs_diff(at) <= 1)
+                        || (at == 0 && n.pass + 1 == p && n.at + 1 >= cycle.round() as u64))),
+                "pass {p}: the melody's {key} at beat {on} passes through"
+            );
+        }
+    }
+    // No key struck twice within a few samples (a flam).
+    let mut ons: BTreeMap<(u16, u16), Vec<u64>> = BTreeMap::new();
+    for n in all.iter().filter(|n| n.note.on && n.note.channel != 0) {
+        ons.entry((n.note.channel, n.note.key))
+            .or_default()
+            .push(n.note.sample);
+    }
+    for (key, samples) in &ons {
+        for w in samples.windows(2) {
+            assert!(w[1] - w[0] > 64, "{key:?} struck twice: {w:?}");
+        }
+    }
+    // Nothing recomposed, and the window holds the melody as played, from
+    // the loop's first note, in its two bars only.
+    let after = session(&mut c);
+    assert_eq!(
+        before["composition"], after["composition"],
+        "recomposed with no edit"
+    );
+    let bars = after["window"]["bars"].as_object().expect("bars");
+    let heard: Vec<(i64, i64, u64)> = bars
+        .values()
+        .flat_map(|b| b["melody"].as_array().expect("melody").clone())
+        .map(|n| {
+            (
+                n["start"].as_i64().unwrap(),
+                n["end"].as_i64().unwrap(),
+                n["pitch"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let played: Vec<(i64, i64, u64)> = MELODY
+        .iter()
+        .map(|&(on, off, key)| ((on * 4.0) as i64, (off * 4.0) as i64, key as u64))
+        .collect();
+    assert_eq!(heard, played, "the window: {bars:?}");
+    // Cantor's own notes (the melody's last note-on was the host's to end).
+    let notes: Vec<OutNote> = all.iter().map(|n| n.note).collect();
+    stop_and_check_released(&mut c, &harmony(&notes));
+}
+
+#[test]
+fn a_host_that_splits_cycles_at_the_loop_end_plays_every_pass_alike() {
+    a_loop_plays_the_same_harmony_every_pass(LoopingHost::SplitsCycles);
+}
+
+#[test]
+fn a_host_that_does_not_report_its_loop_plays_every_pass_alike() {
+    a_loop_plays_the_same_harmony_every_pass(LoopingHost::Unreported);
 }
