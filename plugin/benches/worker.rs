@@ -12,9 +12,9 @@
 //! build the GPU when there is one.
 
 use cantor::composer::{harmonize, ComposeSettings, Composition};
+use cantor::link::Capture;
 use cantor::params::Mode;
 use cantor::take::{regenerate, Region};
-use cantor::link::Capture;
 use cantor::window::Window;
 use cantor_engine::model::{device_name, shipped};
 use cantor_engine::{KeyChoice, SamplerSettings, Unobserved};

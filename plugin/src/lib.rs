@@ -259,7 +259,11 @@ impl Plugin for Cantor {
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[];
     const MIDI_INPUT: MidiConfig = MidiConfig::Basic;
     const MIDI_OUTPUT: MidiConfig = MidiConfig::Basic;
-    const SAMPLE_ACCURATE_AUTOMATION: bool = false;
+    /// Automation inside a block takes effect at its sample (the wrapper
+    /// splits the block there): bypass and pass-through switch exactly
+    /// where the host's lane says; parameters that change what is composed
+    /// take effect when the worker next composes.
+    const SAMPLE_ACCURATE_AUTOMATION: bool = true;
     /// A flood of 10,000 notes (on and off) in one block fits without the
     /// wrapper growing its queue on the audio thread.
     const INPUT_EVENT_CAPACITY: usize = 32_768;

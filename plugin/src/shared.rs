@@ -1,14 +1,17 @@
 //! State shared by the worker, the editor and the audio thread, and the
 //! editor's commands.
 //!
-//! The editor and the worker may lock [`Shared::status`] and the command
-//! queue; the audio thread only stores the playhead in atomics. The editor
-//! can exist before the plugin is activated (and the worker spawned):
-//! commands wait in the queue until a worker takes them.
+//! The worker publishes its [`Status`] as a snapshot the editor copies (the
+//! editor and the worker may lock it); the editor's [`Command`]s go to the
+//! worker on a crossbeam channel; the audio thread only stores the playhead
+//! in atomics. The editor can exist before the plugin is activated (and the
+//! worker spawned): commands wait in the channel until a worker takes them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use crossbeam_channel::{Receiver, Sender};
 
 use cantor_engine::Voice;
 
@@ -88,10 +91,12 @@ pub enum Command {
     AdoptAnswer,
 }
 
-#[derive(Default)]
 pub struct Shared {
     pub status: Mutex<Status>,
-    commands: Mutex<Vec<Command>>,
+    /// The editor's (or a test's) end of the command channel.
+    commands: Sender<Command>,
+    /// The worker's end.
+    requests: Receiver<Command>,
     /// Set by the editor's Cancel: the composition under way stops at the
     /// next noise level.
     pub cancel: AtomicBool,
@@ -102,13 +107,38 @@ pub struct Shared {
     tempo: AtomicU64,
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        let (commands, requests) = crossbeam_channel::unbounded();
+        Shared {
+            status: Mutex::default(),
+            commands,
+            requests,
+            cancel: AtomicBool::default(),
+            editor_open: AtomicBool::default(),
+            playhead: AtomicU64::default(),
+            playing: AtomicBool::default(),
+            tempo: AtomicU64::default(),
+        }
+    }
+}
+
 impl Shared {
+    /// Editor: asks the worker for something. Never blocks.
     pub fn send(&self, command: Command) {
-        self.commands.lock().expect("commands").push(command);
+        // Both ends live in `self`, so the channel is never disconnected.
+        let _ = self.commands.send(command);
     }
 
+    /// Worker: the commands sent since it last looked.
     pub fn take_commands(&self) -> Vec<Command> {
-        std::mem::take(&mut *self.commands.lock().expect("commands"))
+        self.requests.try_iter().collect()
+    }
+
+    /// Worker, when idle: waits up to `timeout` for a command, so one sent
+    /// is taken at once rather than after a nap.
+    pub fn wait_for_command(&self, timeout: std::time::Duration) -> Option<Command> {
+        self.requests.recv_timeout(timeout).ok()
     }
 
     /// Audio thread: where the playhead is (song position in beats) and

@@ -41,7 +41,8 @@ impl Drop for Worker {
     }
 }
 
-/// How long the worker sleeps when idle.
+/// How long the worker waits for a command when idle before it looks at
+/// the captures again.
 const IDLE: Duration = Duration::from_millis(3);
 
 static INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -115,24 +116,42 @@ struct ComposeKey {
     key: cantor_engine::task::KeyChoice,
 }
 
+/// The worker's state. Every field is owned by the worker thread, except
+/// where a field says it is shared (and with which thread).
 struct WorkerState {
     /// Set by [`Worker`]'s drop (main thread): the loop ends, and a
     /// composition under way is cancelled at its next noise level.
     stop: Arc<AtomicBool>,
+    /// The worker's ends of the audio thread's queues ([`crate::link`]).
     link: WorkerLink,
+    /// The plugin's parameters, shared with the host, the editor and the
+    /// audio thread (lock-free reads; the saved session behind a lock).
     params: Arc<CantorParams>,
+    /// Shared with the editor (status snapshot, commands, cancel) and the
+    /// audio thread (playhead atomics only).
     shared: Arc<Shared>,
+    /// The score model; `None` until one loads.
     model: Option<Arc<ScoreModel>>,
+    /// The bars heard, from the captures.
     window: Window,
+    /// What was composed for the window, and the answer in Continue.
     composition: Composition,
+    /// Who wrote the saved session: (this instance, a counter).
     stamp: (u64, u64),
+    /// The parameters the composition was made with; a change recomposes.
     compose_key: Option<ComposeKey>,
+    /// The parameters the last schedule was built with (voices on, channel
+    /// layout, mode); a change reschedules without recomposing.
     outputs: Option<([bool; 4], crate::composer::ChannelLayout, Mode)>,
+    /// In Continue: the step an answer is due at, until it is composed.
     pending_answer: Option<i64>,
     /// A region the editor asked to regenerate.
     pending_region: Option<Region>,
+    /// The editor's masked region.
     mask: Option<Region>,
+    /// Bars whose composed notes the musician kept.
     kept: BTreeSet<i64>,
+    /// Regenerations to undo and redo.
     history: History,
     /// Regenerations asked for; each is a new variation.
     variation: u64,
@@ -239,14 +258,21 @@ impl WorkerState {
         changed |= self.check_params();
         let busy = changed || self.window.any_dirty() || self.pending_answer.is_some();
         if self.model.is_none() {
-            std::thread::sleep(IDLE);
+            self.idle();
         } else if let Some(region) = self.pending_region.take() {
             self.regenerate(region);
         } else if busy {
             self.compose();
         } else {
             self.shared.cancel.store(false, Ordering::SeqCst);
-            std::thread::sleep(IDLE);
+            self.idle();
+        }
+    }
+
+    /// Nothing to do: waits a moment for a command (taken at once).
+    fn idle(&mut self) {
+        if let Some(command) = self.shared.wait_for_command(IDLE) {
+            self.command(command);
         }
     }
 

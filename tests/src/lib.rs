@@ -11,8 +11,11 @@ use std::sync::OnceLock;
 use clack_extensions::gui::{
     GuiApiType, GuiConfiguration, GuiSize, HostGui, HostGuiImpl, PluginGui, Window,
 };
+use clack_extensions::params::{ParamInfoBuffer, PluginParams};
 use clack_extensions::state::PluginState;
-use clack_host::events::event_types::{NoteOffEvent, NoteOnEvent, TransportEvent, TransportFlags};
+use clack_host::events::event_types::{
+    NoteOffEvent, NoteOnEvent, ParamValueEvent, TransportEvent, TransportFlags,
+};
 use clack_host::events::{EventFlags, EventHeader, Match};
 use clack_host::extensions::prelude::*;
 use clack_host::prelude::*;
@@ -192,8 +195,40 @@ impl Cantor {
         notes: &[InNote],
         transport: Option<Transport>,
     ) -> Vec<OutNote> {
+        self.process_automated(frames, notes, &[], transport)
+    }
+
+    /// The CLAP id of the parameter named `name`.
+    pub fn param_id(&mut self, name: &str) -> ClapId {
+        let params: PluginParams = self
+            .instance
+            .plugin_shared_handle()
+            .get_extension()
+            .expect("the plugin has parameters");
+        let mut handle = self.instance.plugin_handle();
+        let mut buffer = ParamInfoBuffer::new();
+        (0..params.count(&mut handle))
+            .find_map(|i| {
+                let info = params.get_info(&mut handle, i, &mut buffer)?;
+                (info.name == name.as_bytes()).then_some(info.id)
+            })
+            .unwrap_or_else(|| panic!("no parameter {name}"))
+    }
+
+    /// Processes one block with parameter changes inside it (sample offset,
+    /// parameter id, plain value), as a host plays automation.
+    pub fn process_automated(
+        &mut self,
+        frames: u32,
+        notes: &[InNote],
+        automation: &[(u32, ClapId, f64)],
+        transport: Option<Transport>,
+    ) -> Vec<OutNote> {
         assert!(frames <= self.max_block);
-        let mut input = EventBuffer::with_capacity(notes.len());
+        let mut input = EventBuffer::with_capacity(notes.len() + automation.len());
+        for &(offset, id, value) in automation {
+            input.push(&ParamValueEvent::new(offset, id, Pckn::match_all(), value));
+        }
         for n in notes {
             let pckn = Pckn::new(0u16, 0u16, n.key, Match::All);
             if n.on {

@@ -824,3 +824,109 @@ fn a_host_that_splits_cycles_at_the_loop_end_plays_every_pass_alike() {
 fn a_host_that_does_not_report_its_loop_plays_every_pass_alike() {
     a_loop_plays_the_same_harmony_every_pass(LoopingHost::Unreported);
 }
+
+/// Issue #12: automation inside a block — many changes, each at its own
+/// sample — in the allocation-checked build. Bypass switched on mid-block
+/// releases the harmony at that sample and plays none until switched off;
+/// pass-through decides note by note, at each note's sample.
+#[test]
+fn automation_inside_a_block_takes_effect_at_its_sample() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut everything = loop_until_harmonized(&mut c, 512);
+    let pass_through = c.param_id("Pass through");
+    let bypass = c.param_id("Bypass");
+    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
+    // From the loop start into the first beat, its melody note held: the
+    // first chord sounds.
+    let (first_key, lead) = (MELODY[0].2, 23u32);
+    for b in 0..lead {
+        let notes = [InNote {
+            offset: 0,
+            on: true,
+            key: first_key,
+        }];
+        let beat = (b * 512) as f64 * beats_per_sample;
+        everything.extend(c.process(512, if b == 0 { &notes } else { &[] }, Some(playing(beat))));
+    }
+    let mut sounding: BTreeMap<(u16, u16), i32> = BTreeMap::new();
+    for n in harmony(&everything) {
+        *sounding.entry((n.channel, n.key)).or_default() += if n.on { 1 } else { -1 };
+    }
+    let sounding = sounding.values().filter(|b| **b > 0).count();
+    assert!(sounding >= 3, "the first chord sounds");
+
+    let automation = [
+        (100, pass_through, 0.0),
+        (200, pass_through, 1.0),
+        (230, pass_through, 0.0),
+        (250, bypass, 1.0),
+        (300, pass_through, 1.0),
+        (320, pass_through, 0.0),
+        (360, pass_through, 1.0),
+        (380, pass_through, 0.0),
+        (480, bypass, 0.0),
+    ];
+    // Short notes of key 84: (offset, passed?).
+    let probes = [
+        (40, true),
+        (140, false),
+        (210, true),
+        (240, false),
+        (340, true),
+        (490, false),
+    ];
+    let mut notes = Vec::new();
+    for (offset, _) in probes {
+        notes.push(InNote {
+            offset,
+            on: true,
+            key: 84,
+        });
+        notes.push(InNote {
+            offset: offset + 5,
+            on: false,
+            key: 84,
+        });
+    }
+    let start = c.position;
+    let beat = (lead * 512) as f64 * beats_per_sample;
+    let out = c.process_automated(512, &notes, &automation, Some(playing(beat)));
+    let passed: Vec<u64> = out
+        .iter()
+        .filter(|n| n.channel == 0 && n.key == 84 && n.on)
+        .map(|n| n.sample - start)
+        .collect();
+    let expected: Vec<u64> = probes.iter().filter(|p| p.1).map(|p| p.0 as u64).collect();
+    assert_eq!(passed, expected, "pass-through at each note's sample");
+    let harmony_out = harmony(&out);
+    let released = harmony_out
+        .iter()
+        .filter(|n| !n.on && n.sample - start == 250)
+        .count();
+    assert_eq!(
+        released, sounding,
+        "bypass releases the chord at its sample: {out:?}"
+    );
+    assert!(
+        harmony_out
+            .iter()
+            .all(|n| !n.on || !(250..480).contains(&(n.sample - start))),
+        "a harmony note struck while bypassed: {out:?}"
+    );
+    everything.extend(out);
+    // Switched back on, the harmony plays on.
+    let mut after = Vec::new();
+    for b in lead + 1..lead + 60 {
+        let beat = (b * 512) as f64 * beats_per_sample;
+        after.extend(c.process(512, &[], Some(playing(beat))));
+    }
+    assert!(harmony(&after).iter().any(|n| n.on), "the harmony is back");
+    everything.extend(after);
+    everything.push(OutNote {
+        sample: 0,
+        on: false,
+        key: first_key,
+        channel: 0,
+    });
+    stop_and_check_released(&mut c, &everything);
+}
