@@ -205,11 +205,11 @@ impl Cantor {
             .plugin_shared_handle()
             .get_extension()
             .expect("the plugin has parameters");
-        let mut handle = self.instance.plugin_handle();
+        let handle = self.instance.plugin_handle();
         let mut buffer = ParamInfoBuffer::new();
-        (0..params.count(&mut handle))
+        (0..params.count(&handle))
             .find_map(|i| {
-                let info = params.get_info(&mut handle, i, &mut buffer)?;
+                let info = params.get_info(&handle, i, &mut buffer)?;
                 (info.name == name.as_bytes()).then_some(info.id)
             })
             .unwrap_or_else(|| panic!("no parameter {name}"))
