@@ -60,11 +60,21 @@ pub struct Window {
     current: Option<(i64, i64, i64)>,
     #[serde(skip)]
     clock: u64,
-    /// Where an answer may start: the bar line after a committed bar that had
-    /// notes and ended with none held.
+    /// Where an answer may start: the bar line where a phrase ended (see
+    /// [`Window::take_phrase_end`]).
     #[serde(skip)]
     phrase_ended_at: Option<i64>,
+    /// Where the last note heard ended (grid step).
+    #[serde(skip)]
+    last_end: Option<i64>,
+    /// The last note end a phrase end was announced after (once per phrase).
+    #[serde(skip)]
+    announced_end: Option<i64>,
 }
+
+/// The silence before a bar line that ends a phrase, in grid steps (a
+/// beat): a shorter rest is a breath inside the phrase.
+pub const PHRASE_REST: i64 = 4;
 
 /// Most notes held at once that the window tracks (a flood beyond this is
 /// ignored rather than allowed to grow memory without bound).
@@ -111,6 +121,7 @@ impl Window {
                     pitch,
                     velocity,
                 };
+                self.last_end = Some(end);
                 self.pass.entry(bar).or_default().push(note);
                 // A note ending after its bar was committed updates that bar.
                 let late = self
@@ -204,8 +215,20 @@ impl Window {
         notes.sort_by_key(|n| (n.start, n.pitch));
         self.clock += 1;
         if whole_pass {
-            let nothing_held = self.held.is_empty();
-            self.phrase_ended_at = (!notes.is_empty() && nothing_held).then_some(start + length);
+            // A phrase ends at a bar line with nothing held and at least
+            // PHRASE_REST of silence before it, after a note that ended in
+            // this bar or the one before; announced once per phrase.
+            let bar_end = start + length;
+            let ended = self.last_end.filter(|end| {
+                self.held.is_empty()
+                    && *end <= bar_end - PHRASE_REST
+                    && *end >= start - length
+                    && self.announced_end != Some(*end)
+            });
+            if ended.is_some() {
+                self.announced_end = ended;
+            }
+            self.phrase_ended_at = ended.map(|_| bar_end);
         }
         let clock = self.clock;
         let bar = self.bars.entry(start).or_insert_with(|| Bar {
@@ -266,8 +289,11 @@ impl Window {
         }
     }
 
-    /// The bar line where the input stopped, once, if the last commit was a
-    /// bar that had notes and ended with none held.
+    /// The bar line where a phrase ended, once, if the last commit ended
+    /// one: nothing held at it, and at least [`PHRASE_REST`] of silence
+    /// before it since a note that ended in that bar or the one before (so
+    /// a phrase held to the bar line is answered a bar later, and a breath
+    /// before a bar line inside a phrase asks for no answer).
     pub fn take_phrase_end(&mut self) -> Option<i64> {
         self.phrase_ended_at.take()
     }
@@ -413,15 +439,28 @@ mod tests {
     }
 
     #[test]
-    fn a_phrase_ends_at_the_bar_line_where_nothing_is_held() {
+    fn a_phrase_ends_at_a_bar_line_after_a_beat_of_silence() {
         let mut w = Window::default();
+        // An eighth rest before the bar line: a breath, not a phrase end.
         play(&mut w, &[(0.0, 3.5, 72)], 0.0, 4.0);
         play(&mut w, &[], 4.0, 4.25);
-        assert_eq!(w.take_phrase_end(), Some(16));
         assert_eq!(w.take_phrase_end(), None);
+        // A beat of silence before the bar line ends the phrase, once.
+        play(&mut w, &[(4.5, 7.0, 74)], 4.25, 8.0);
+        play(&mut w, &[], 8.0, 8.25);
+        assert_eq!(w.take_phrase_end(), Some(32));
+        assert_eq!(w.take_phrase_end(), None);
+        play(&mut w, &[], 8.25, 12.25);
+        assert_eq!(w.take_phrase_end(), None, "the same phrase again");
         // A note held over the bar line: the phrase goes on.
-        play(&mut w, &[(16.0, 22.0, 72)], 16.0, 20.25);
+        let held = (12.5, 18.0, 72);
+        play(&mut w, &[held], 12.25, 16.25);
         assert_eq!(w.take_phrase_end(), None);
+        // Held to the bar line: the phrase end is heard a bar later.
+        play(&mut w, &[held, (16.5, 20.0, 71)], 16.25, 20.25);
+        assert_eq!(w.take_phrase_end(), None);
+        play(&mut w, &[], 20.25, 24.25);
+        assert_eq!(w.take_phrase_end(), Some(96));
     }
 
     #[test]

@@ -257,20 +257,16 @@ fn pass_fragment(c: &mut Cantor, beats: f64, block: u32) -> Vec<OutNote> {
 }
 
 #[test]
-fn continue_mode_answers_a_phrase_that_stops_at_a_bar_line() {
+fn continue_mode_answers_a_phrase_that_ends_before_a_bar_line() {
     let mut c = Cantor::new(48_000.0, 512);
     let mut json = Cantor::state_json(&c.save_state());
     json["params"]["mode"] = serde_json::json!({ "string": "continue" });
     c.load_state(&Cantor::frame_state(&json));
 
-    // One bar of melody, then the playhead crosses into bar 2.
+    // One bar of melody that stops a beat before the bar line (a phrase
+    // end), then the playhead crosses into bar 2.
     let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
-    let phrase = [
-        (0.0, 1.0, 67u16),
-        (1.0, 2.0, 71),
-        (2.0, 3.0, 74),
-        (3.0, 3.9, 72),
-    ];
+    let phrase = [(0.0, 1.0, 67u16), (1.0, 2.0, 71), (2.0, 3.0, 74)];
     let mut all = Vec::new();
     let mut done = 0u64;
     let bar = (4.0 / beats_per_sample) as u64;
@@ -486,22 +482,18 @@ fn playing_on_after_a_phrase_withdraws_its_answer() {
     let mut json = Cantor::state_json(&c.save_state());
     json["params"]["mode"] = serde_json::json!({ "string": "continue" });
     c.load_state(&Cantor::frame_state(&json));
-    // A bar of melody that stops at the bar line (an answer is asked for
-    // at step 16), and an eighth later the musician plays on through bar 2,
-    // holding its last note over the next bar line, and stops in bar 3.
-    let phrase = [
-        (0.0, 1.0, 67u16),
-        (1.0, 2.0, 71),
-        (2.0, 3.0, 74),
-        (3.0, 3.9, 72),
-    ];
+    // A bar of melody that stops a beat before the bar line (an answer is
+    // asked for at step 16), and an eighth later the musician plays on
+    // through bar 2, holding its last note over the next bar line, and
+    // stops a beat before the end of bar 3.
+    let phrase = [(0.0, 1.0, 67u16), (1.0, 2.0, 71), (2.0, 3.0, 74)];
     let more = [
         (4.5, 5.0, 74u16),
         (5.0, 6.0, 72),
         (6.0, 7.0, 71),
         (7.0, 8.5, 69),
         (8.5, 9.0, 67),
-        (9.0, 11.8, 67),
+        (9.0, 11.0, 67),
     ];
     let mut all = play_span(&mut c, 0.0, 4.1, &phrase);
     // The worker starts composing the answer; the next note comes while it
@@ -518,6 +510,30 @@ fn playing_on_after_a_phrase_withdraws_its_answer() {
         answer_start(&mut c)
     });
     assert_eq!(answered, Some(48), "no answer after the longer phrase");
+    stop_and_check_released(&mut c, &all);
+}
+
+/// Issue #12: in Continue an answer comes where a phrase ends, not at
+/// every bar line crossed with nothing held: an eighth rest before the bar
+/// line is a breath inside the phrase.
+#[test]
+fn continue_mode_does_not_answer_a_breath_inside_a_phrase() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let mut json = Cantor::state_json(&c.save_state());
+    json["params"]["mode"] = serde_json::json!({ "string": "continue" });
+    c.load_state(&Cantor::frame_state(&json));
+    let melody = [
+        (0.0, 1.0, 67u16),
+        (1.0, 2.0, 71),
+        (2.0, 3.0, 74),
+        (3.0, 3.5, 72),
+        (4.0, 6.0, 74),
+    ];
+    let mut all = play_span(&mut c, 0.0, 4.1, &melody);
+    // Well past the time an answer takes to compose.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(answer_start(&mut c), None, "an answer to a breath");
+    all.extend(play_span(&mut c, 4.1, 6.5, &melody));
     stop_and_check_released(&mut c, &all);
 }
 
