@@ -89,6 +89,9 @@ pub enum Command {
     /// Copy the answer into the window as new input: its melody becomes
     /// heard bars and its other voices their harmony.
     AdoptAnswer,
+    /// Tests only: a panic inside the worker's turn, as a bug would cause.
+    #[cfg(test)]
+    Panic,
 }
 
 pub struct Shared {

@@ -314,6 +314,8 @@ impl WorkerState {
                 }
             }
             Command::RegenerateAll => self.regenerate_all(),
+            #[cfg(test)]
+            Command::Panic => panic!("injected by a test"),
             Command::Regenerate(region) => {
                 self.mask = Some(region);
                 self.pending_region = Some(region);
@@ -794,5 +796,69 @@ impl Observer for Watch<'_> {
 impl Watcher for Watch<'_> {
     fn origin(&mut self, origin: i64) {
         self.origin = origin;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::link;
+
+    /// Issue #15: a panic inside a composition turn (a bug, or input nothing
+    /// checked) is caught: the status line says so, the model is kept, the
+    /// take starts afresh and the next input is composed.
+    #[test]
+    fn the_worker_survives_a_panic_and_composes_the_next_input() {
+        let params = Arc::new(CantorParams::default());
+        let shared = Arc::new(Shared::default());
+        let (mut audio, worker_end) = link();
+        let _worker = Worker::spawn(worker_end, params, shared.clone());
+        // A bar of quarter notes from `bar`, heard to its end.
+        let feed = |audio: &mut crate::link::AudioLink, bar: f64| {
+            for (i, pitch) in [67u8, 71, 74, 72].into_iter().enumerate() {
+                let beat = bar * 4.0 + i as f64;
+                audio.capture(Capture::NoteOn {
+                    beat,
+                    pitch,
+                    velocity: 90,
+                });
+                audio.capture(Capture::NoteOff {
+                    beat: beat + 1.0,
+                    pitch,
+                });
+                audio.capture(Capture::Playhead {
+                    beat: beat + 1.0,
+                    playing: true,
+                    bar_start_beat: ((beat + 1.0) / 4.0).floor() * 4.0,
+                    bar_beats: 4.0,
+                });
+            }
+        };
+        let wait = |what: &str, done: &dyn Fn(&Status) -> bool| {
+            let started = Instant::now();
+            loop {
+                let s = shared.status();
+                if done(&s) {
+                    return s;
+                }
+                assert!(started.elapsed() < Duration::from_secs(60), "{what}: {s:?}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        feed(&mut audio, 0.0);
+        let first = wait("the first bar composed", &|s| {
+            s.composition.harmony.contains_key(&0)
+        });
+        shared.send(Command::Panic);
+        let hurt = wait("the panic reported", &|s| s.error.is_some());
+        let error = hurt.error.clone().unwrap_or_default();
+        assert!(error.contains("internal error"), "{error}");
+        assert!(error.contains("injected by a test"), "{error}");
+        assert!(hurt.composition.harmony.is_empty(), "a fresh take");
+        assert_eq!(hurt.model, first.model, "the model is kept");
+        feed(&mut audio, 1.0);
+        wait("the next bar composed after the panic", &|s| {
+            s.composition.harmony.contains_key(&16)
+        });
     }
 }
