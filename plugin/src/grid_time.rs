@@ -57,7 +57,9 @@ impl HostClock {
         host_sample: Option<i64>,
         beats_per_sample: f64,
     ) -> f64 {
-        let Some(sample) = host_sample else {
+        // A sample position past 2⁵² (a host's garbage: 3,000 years at
+        // 48 kHz) cannot be counted from exactly; the beat is taken as is.
+        let Some(sample) = host_sample.filter(|s| s.unsigned_abs() < 1 << 52) else {
             self.anchor = None;
             return host_beat;
         };
@@ -338,6 +340,11 @@ mod tests {
         assert!(worst < 0.01, "{worst} samples off after the tempo change");
         // Without a sample position the host's beat is taken as it is.
         assert_eq!(clock.start_beat(3.25, None, slow), 3.25);
+        // Nor with a sample position no count can use (a host's garbage,
+        // either side of zero: the difference would overflow).
+        for sample in [i64::MAX, i64::MIN, -(1 << 60)] {
+            assert_eq!(clock.start_beat(3.5, Some(sample), slow), 3.5);
+        }
     }
 
     /// Issue #12: Ardour splits its cycle at the loop end and hands the

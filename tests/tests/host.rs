@@ -241,6 +241,41 @@ fn floods_missing_transports_jumps_and_stops_leave_nothing_hanging() {
     let jumped = c.process(256, &[], Some(playing(64.0)));
     all.extend(jumped);
     all.extend(pass(&mut c, 1024));
+    // Issue #15: hostile transports in the debug (overflow-checked,
+    // allocation-checked) bundle — the farthest positions CLAP can carry
+    // either way, tempos of zero, below zero, not a number, infinite and
+    // absurd — with notes held across them: nothing panics, hangs or sticks.
+    let far = i64::MAX as f64 / (1u64 << 31) as f64;
+    for (beat, tempo) in [
+        (-far, TEMPO),
+        (far, TEMPO),
+        (0.5, 0.0),
+        (1.0, -120.0),
+        (1.5, f64::NAN),
+        (2.0, f64::INFINITY),
+        (2.5, 1e9),
+        (-far, f64::NAN),
+        (3.0, TEMPO),
+    ] {
+        let notes = [
+            InNote {
+                offset: 10,
+                on: true,
+                key: 62,
+            },
+            InNote {
+                offset: 500,
+                on: false,
+                key: 62,
+            },
+        ];
+        let transport = Transport {
+            tempo,
+            ..playing(beat)
+        };
+        all.extend(c.process(512, &notes, Some(transport)));
+    }
+    all.extend(pass(&mut c, 1024));
     stop_and_check_released(&mut c, &all);
 }
 
