@@ -7,7 +7,7 @@
 //! above. Where no melody is known (free soprano), the baseline repeats the
 //! last known bar before the free region.
 
-use crate::constraints::{Key, Mode};
+use crate::constraints::{Key, Scale};
 use crate::grid::{Note, Score, Token, Voice, DEFAULT_VELOCITY, VOICES};
 use crate::mask::Mask;
 use crate::metrics::TEXTBOOK_RANGES;
@@ -30,10 +30,10 @@ pub fn baseline(problem: &Problem) -> Score {
 }
 
 fn scale(key: Key) -> [u8; 7] {
-    let degrees: [u8; 7] = match key.mode {
-        Mode::Major => [0, 2, 4, 5, 7, 9, 11],
+    let degrees: [u8; 7] = match key.scale {
+        Scale::Major => [0, 2, 4, 5, 7, 9, 11],
         // Harmonic minor, so that V is major as in the chorales.
-        Mode::Minor => [0, 2, 3, 5, 7, 8, 11],
+        Scale::Minor => [0, 2, 3, 5, 7, 8, 11],
     };
     degrees.map(|d| (key.tonic + d) % 12)
 }
@@ -43,7 +43,7 @@ fn harmonize_by_rule(score: &mut Score, mask: &Mask, key: Option<Key>) {
         .or_else(|| Key::estimate(&only(score, mask, Voice::Soprano)))
         .unwrap_or(Key {
             tonic: 0,
-            mode: Mode::Major,
+            scale: Scale::Major,
         });
     let scale = scale(key);
     let melody: Vec<Note> = score.voice_notes(Voice::Soprano);

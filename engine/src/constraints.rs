@@ -13,16 +13,18 @@ use crate::vocab::{Vocabulary, VoiceRange};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub enum Scale {
     Major,
     Minor,
 }
 
-/// A key: tonic pitch class (0 = C) and mode.
+/// A key: tonic pitch class (0 = C) and scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     pub tonic: u8,
-    pub mode: Mode,
+    /// (Written `mode` before session 6; still read as such.)
+    #[serde(alias = "mode")]
+    pub scale: Scale,
 }
 
 const PITCH_CLASSES: [(&str, u8); 17] = [
@@ -77,23 +79,23 @@ impl Key {
             .find(|(n, _)| *n == name)
             .map(|(_, pc)| *pc)
             .ok_or_else(bad)?;
-        let mode = match rest.as_str() {
-            "" if suffix_minor => Mode::Minor,
-            "" if trimmed.starts_with(|c: char| c.is_ascii_lowercase()) => Mode::Minor,
-            "" | "major" | "maj" => Mode::Major,
-            "minor" | "min" => Mode::Minor,
+        let scale = match rest.as_str() {
+            "" if suffix_minor => Scale::Minor,
+            "" if trimmed.starts_with(|c: char| c.is_ascii_lowercase()) => Scale::Minor,
+            "" | "major" | "maj" => Scale::Major,
+            "minor" | "min" => Scale::Minor,
             _ => return Err(bad()),
         };
-        Ok(Key { tonic, mode })
+        Ok(Key { tonic, scale })
     }
 
     /// Pitch classes the key allows. Minor allows both forms of the sixth
     /// and seventh degrees (natural, harmonic and melodic minor), as Bach uses
     /// them all.
     pub fn pitch_classes(&self) -> [bool; 12] {
-        let degrees: &[u8] = match self.mode {
-            Mode::Major => &[0, 2, 4, 5, 7, 9, 11],
-            Mode::Minor => &[0, 2, 3, 5, 7, 8, 9, 10, 11],
+        let degrees: &[u8] = match self.scale {
+            Scale::Major => &[0, 2, 4, 5, 7, 9, 11],
+            Scale::Minor => &[0, 2, 3, 5, 7, 8, 9, 10, 11],
         };
         let mut allowed = [false; 12];
         for d in degrees {
@@ -121,13 +123,13 @@ impl Key {
         }
         let mut best = (f64::NEG_INFINITY, Key::parse("C").ok()?);
         for tonic in 0..12u8 {
-            for (mode, profile) in [(Mode::Major, MAJOR_PROFILE), (Mode::Minor, MINOR_PROFILE)] {
+            for (scale, profile) in [(Scale::Major, MAJOR_PROFILE), (Scale::Minor, MINOR_PROFILE)] {
                 let rotated: Vec<f64> = (0..12)
                     .map(|i| profile[(i + 12 - tonic as usize) % 12])
                     .collect();
                 let r = correlation(&histogram, &rotated);
                 if r > best.0 {
-                    best = (r, Key { tonic, mode });
+                    best = (r, Key { tonic, scale });
                 }
             }
         }
@@ -153,11 +155,11 @@ impl fmt::Display for Key {
         const NAMES: [&str; 12] = [
             "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
         ];
-        let mode = match self.mode {
-            Mode::Major => "major",
-            Mode::Minor => "minor",
+        let scale = match self.scale {
+            Scale::Major => "major",
+            Scale::Minor => "minor",
         };
-        write!(f, "{} {}", NAMES[self.tonic as usize], mode)
+        write!(f, "{} {}", NAMES[self.tonic as usize], scale)
     }
 }
 
@@ -202,35 +204,35 @@ mod tests {
             Key::parse("C").unwrap(),
             Key {
                 tonic: 0,
-                mode: Mode::Major
+                scale: Scale::Major
             }
         );
         assert_eq!(
             Key::parse("a minor").unwrap(),
             Key {
                 tonic: 9,
-                mode: Mode::Minor
+                scale: Scale::Minor
             }
         );
         assert_eq!(
             Key::parse("F#m").unwrap(),
             Key {
                 tonic: 6,
-                mode: Mode::Minor
+                scale: Scale::Minor
             }
         );
         assert_eq!(
             Key::parse("Bb major").unwrap(),
             Key {
                 tonic: 10,
-                mode: Mode::Major
+                scale: Scale::Major
             }
         );
         assert_eq!(
             Key::parse("e").unwrap(),
             Key {
                 tonic: 4,
-                mode: Mode::Minor
+                scale: Scale::Minor
             }
         );
         assert!(Key::parse("H dorian").is_err());
@@ -245,7 +247,7 @@ mod tests {
             Key::estimate(&score),
             Some(Key {
                 tonic: 7,
-                mode: Mode::Major
+                scale: Scale::Major
             })
         );
     }

@@ -24,7 +24,7 @@ pub mod vocab;
 
 pub use candle_core::Device;
 pub use card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
-pub use constraints::{Constraints, Key, Mode};
+pub use constraints::{Constraints, Key, Scale};
 pub use error::{CantorError, Result};
 pub use grid::{Note, Score, TimeSignature, Token, Voice};
 pub use mask::{Mask, MaskRegion};

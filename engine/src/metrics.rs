@@ -41,7 +41,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::constraints::{Key, Mode};
+use crate::constraints::{Key, Scale};
 use crate::grid::{Score, Voice, STEPS_PER_QUARTER, VOICES};
 use crate::mask::Mask;
 use crate::vocab::VoiceRange;
@@ -519,9 +519,9 @@ pub fn ends_on_tonic_or_dominant(score: &Score, key: Key) -> bool {
     let pc = |root: u8, i: u8| (root + i) % 12;
     // (root, intervals); the first three are root, third, fifth.
     let mut chords: Vec<(u8, &[u8])> = vec![(d, &[0, 4, 7, 10])];
-    match key.mode {
-        Mode::Major => chords.push((t, &[0, 4, 7])),
-        Mode::Minor => {
+    match key.scale {
+        Scale::Major => chords.push((t, &[0, 4, 7])),
+        Scale::Minor => {
             chords.push((t, &[0, 3, 7]));
             chords.push((t, &[0, 4, 7]));
         }

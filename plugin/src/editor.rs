@@ -194,7 +194,7 @@ fn parameters(ui: &mut Ui, params: &CantorParams, setter: &ParamSetter, panel: &
              and asks for full chords on the beat",
         );
         ui.add(ParamSlider::for_param(&params.rules, setter).with_width(90.0));
-        labeled_slider(ui, "Steps", &params.steps, setter);
+        labeled_slider(ui, "Levels", &params.levels, setter);
         ui.separator();
         labeled_slider(ui, "Seed", &params.seed, setter);
         if ui

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use cantor_engine::constraints::{Key, Mode as KeyMode};
+use cantor_engine::constraints::{Key, Scale as KeyScale};
 use cantor_engine::task::KeyChoice;
 use nice_plug::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -257,8 +257,10 @@ pub struct CantorParams {
     #[id = "rules"]
     pub rules: FloatParam,
     /// Noise levels of the sampler: fewer is faster, more is better.
+    /// Noise levels of the annealing (the CLI's `--levels`). Its id stays
+    /// "steps", as saved projects and automation lanes know it.
     #[id = "steps"]
-    pub steps: IntParam,
+    pub levels: IntParam,
     #[id = "key-lock"]
     pub key_lock: EnumParam<KeyLock>,
     #[id = "tonic"]
@@ -288,7 +290,7 @@ pub struct CantorParams {
 
 /// Default noise levels and temperature: the shipped model card's choice,
 /// from `trainer bench` on the validation split (models/README.md).
-pub const DEFAULT_STEPS: i32 = 20;
+pub const DEFAULT_LEVELS: i32 = 20;
 pub const DEFAULT_TEMPERATURE: f32 = 1.2;
 /// Default weight of the voice-leading rules, the card's (models/README.md).
 pub const DEFAULT_RULES: f32 = 3.0;
@@ -313,9 +315,9 @@ impl Default for CantorParams {
                 FloatRange::Linear { min: 0.0, max: 8.0 },
             )
             .with_step_size(0.1),
-            steps: IntParam::new(
-                "Steps",
-                DEFAULT_STEPS,
+            levels: IntParam::new(
+                "Levels",
+                DEFAULT_LEVELS,
                 IntRange::Linear { min: 4, max: 100 },
             ),
             key_lock: EnumParam::new("Key lock", KeyLock::Off),
@@ -357,9 +359,9 @@ impl CantorParams {
             KeyLock::Auto => KeyChoice::Auto,
             KeyLock::Fixed => KeyChoice::Fixed(Key {
                 tonic: self.tonic.value() as u8,
-                mode: match self.scale.value() {
-                    Scale::Major => KeyMode::Major,
-                    Scale::Minor => KeyMode::Minor,
+                scale: match self.scale.value() {
+                    Scale::Major => KeyScale::Major,
+                    Scale::Minor => KeyScale::Minor,
                 },
             }),
         }
@@ -375,11 +377,11 @@ mod tests {
         let card = cantor_engine::model::shipped::load(&cantor_engine::Device::Cpu)
             .expect("shipped model")
             .card;
-        assert_eq!(card.sampling.levels, DEFAULT_STEPS as usize);
+        assert_eq!(card.sampling.levels, DEFAULT_LEVELS as usize);
         assert_eq!(card.sampling.temperature, DEFAULT_TEMPERATURE);
         assert_eq!(card.sampling.rules, DEFAULT_RULES);
         let params = CantorParams::default();
-        assert_eq!(params.steps.value(), DEFAULT_STEPS);
+        assert_eq!(params.levels.value(), DEFAULT_LEVELS);
         assert_eq!(params.temperature.value(), DEFAULT_TEMPERATURE);
         assert_eq!(params.rules.value(), DEFAULT_RULES);
     }

@@ -110,7 +110,7 @@ impl Worker {
 struct ComposeKey {
     mode: Mode,
     seed: i32,
-    steps: i32,
+    levels: i32,
     temperature_centis: i32,
     rules_tenths: i32,
     key: cantor_engine::task::KeyChoice,
@@ -540,7 +540,7 @@ impl WorkerState {
         let key = ComposeKey {
             mode: p.mode.value(),
             seed: p.seed.value(),
-            steps: p.steps.value(),
+            levels: p.levels.value(),
             temperature_centis: (p.temperature.value() * 100.0).round() as i32,
             rules_tenths: (p.rules.value() * 10.0).round() as i32,
             key: p.key(),
@@ -563,7 +563,7 @@ impl WorkerState {
         let p = &self.params;
         let model = self.model.as_ref().expect("model loaded");
         let mut sampler = SamplerSettings::from_defaults(&model.card.sampling);
-        sampler.levels = p.steps.value().max(2) as usize;
+        sampler.levels = p.levels.value().max(2) as usize;
         sampler.temperature = p.temperature.value();
         sampler.rules = p.rules.value();
         sampler.seed = p.seed.value() as u64;
