@@ -80,9 +80,15 @@ fn fuzz(name: &str, seed_input: &[u8], runs: usize, seed: u64, read: impl Fn(&[u
     // Quiet the default hook: a caught panic is reported below, once.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
+    // The slowest input, reported (not asserted: timing is a benchmark's
+    // business); issue #15 asks that none take 10 s.
+    let mut slowest = std::time::Duration::ZERO;
     for _ in 0..runs {
         let input = mutate(seed_input, &mut rng);
-        match catch_unwind(AssertUnwindSafe(|| read(&input))) {
+        let started = std::time::Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| read(&input)));
+        slowest = slowest.max(started.elapsed());
+        match outcome {
             Ok(true) => accepted += 1,
             Ok(false) => refused += 1,
             Err(panic) => {
@@ -97,8 +103,9 @@ fn fuzz(name: &str, seed_input: &[u8], runs: usize, seed: u64, read: impl Fn(&[u
     }
     std::panic::set_hook(hook);
     eprintln!(
-        "{name}: {runs} mutated inputs, {accepted} read, {refused} refused with an error, {} panics",
-        panics.len()
+        "{name}: {runs} mutated inputs, {accepted} read, {refused} refused with an error, {} panics, slowest {:.1} ms",
+        panics.len(),
+        slowest.as_secs_f64() * 1e3
     );
     assert!(
         panics.is_empty(),
