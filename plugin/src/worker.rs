@@ -414,7 +414,7 @@ impl WorkerState {
         let started = Instant::now();
         let snapshot = self.window.clone();
         let mut composition = self.composition.clone();
-        let mut observer = Watch::new(self);
+        let mut observer = self.watch();
         let result = regenerate(
             &model,
             &snapshot,
@@ -424,7 +424,8 @@ impl WorkerState {
             &settings,
             &mut observer,
         );
-        let user_cancel = observer.user_cancel;
+        let (user_cancel, arrived) = (observer.user_cancel, observer.arrived);
+        self.take_arrived(arrived);
         let (mut status, ms) = self.finished(started);
         match result {
             Ok(edit) => {
@@ -500,37 +501,55 @@ impl WorkerState {
     }
 
     /// Takes one capture into the window; true when it changed what is
-    /// (being) composed, so a composition under way is cancelled.
+    /// (being) composed.
     fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
-        let mut superseded = false;
-        // New input where an answer plays, or is being composed: the
-        // player goes on, the answer stops (freshest input wins).
-        if let Capture::NoteOn { beat, .. } = capture {
-            let step = crate::grid_time::nearest_step(beat);
-            if !self.answer_kept() {
-                if self
-                    .composition
-                    .answer
-                    .as_ref()
-                    .is_some_and(|(start, _)| step >= *start)
-                {
-                    self.composition.answer = None;
-                    self.publish();
-                }
-                if self.pending_answer.is_some_and(|at| step >= at) {
-                    self.pending_answer = None;
-                    superseded = true;
-                }
-            }
+        let answer_start = self.composition.answer.as_ref().map(|(start, _)| *start);
+        let listening = Listening {
+            answer_start,
+            answer_kept: self.answer_kept(),
+            continue_mode: self.params.mode.value() == Mode::Continue,
+            max_bars,
+        };
+        let taken = listening.take(&mut self.window, &mut self.pending_answer, capture);
+        if taken.withdraws_answer {
+            self.composition.answer = None;
+            self.publish();
         }
-        let dirty = self.window.take(capture, max_bars);
-        if let Some(at) = self.window.take_phrase_end() {
-            if self.params.mode.value() == Mode::Continue && !self.answer_kept() {
-                superseded |= self.pending_answer.is_some_and(|p| p != at);
-                self.pending_answer = Some(at);
-            }
+        taken.changed
+    }
+
+    /// The observer of a composition under way: it watches the captures
+    /// arriving (on a copy of the window) and cancels when they change what
+    /// is being composed; the worker takes them in once the run returns.
+    fn watch(&mut self) -> Watch<'_> {
+        self.shared.cancel.store(false, Ordering::SeqCst);
+        let max_bars = self.params.window_bars.value().max(1) as usize;
+        let listening = Listening {
+            answer_start: self.composition.answer.as_ref().map(|(start, _)| *start),
+            answer_kept: self.answer_kept(),
+            continue_mode: self.params.mode.value() == Mode::Continue,
+            max_bars,
+        };
+        Watch {
+            shared: &self.shared,
+            stop: &self.stop,
+            captures: &mut self.link.captures,
+            arrived: Vec::new(),
+            window: self.window.clone(),
+            pending_answer: self.pending_answer,
+            listening,
+            cancel: false,
+            user_cancel: false,
+            origin: 0,
         }
-        dirty || superseded
+    }
+
+    /// Takes in what arrived while a composition ran.
+    fn take_arrived(&mut self, arrived: Vec<Capture>) {
+        let max_bars = self.params.window_bars.value().max(1) as usize;
+        for capture in arrived {
+            self.take(capture, max_bars);
+        }
     }
 
     /// Notices parameter changes: composing ones regenerate, output ones
@@ -582,8 +601,9 @@ impl WorkerState {
         let mode = self.params.mode.value();
         let answer_kept = self.answer_kept();
         let asked = self.pending_answer;
-        // Compose from a snapshot; the observer keeps taking captures into
-        // the live window and cancels when a bar changes.
+        // Compose from a snapshot; the observer watches the captures that
+        // arrive meanwhile and cancels when a bar changes; they are taken
+        // into the live window once the run returns.
         let snapshot = self.window.clone();
         let dirty_bars: Vec<i64> = snapshot
             .bars
@@ -592,7 +612,8 @@ impl WorkerState {
             .map(|b| b.start)
             .collect();
         let mut composition = self.composition.clone();
-        let mut observer = Watch::new(self);
+        let pending_answer = self.pending_answer;
+        let mut observer = self.watch();
         let result = match mode {
             Mode::Harmonize => harmonize(
                 &model,
@@ -602,7 +623,7 @@ impl WorkerState {
                 &mut observer,
             )
             .map(|_| ()),
-            Mode::Continue => match observer.state.pending_answer.filter(|_| !answer_kept) {
+            Mode::Continue => match pending_answer.filter(|_| !answer_kept) {
                 Some(at) => answer(
                     &model,
                     &snapshot,
@@ -614,7 +635,8 @@ impl WorkerState {
                 None => Ok(()),
             },
         };
-        let user_cancel = observer.user_cancel;
+        let (user_cancel, arrived) = (observer.user_cancel, observer.arrived);
+        self.take_arrived(arrived);
         let (mut status, ms) = self.finished(started);
         // Playing resumed (or a new phrase ended) after the last noise level:
         // this answer is not wanted any more.
@@ -741,28 +763,82 @@ impl WorkerState {
 /// Observes a composition: reports progress (and the annealing, while the
 /// editor is open), keeps the window current and cancels when the input
 /// changed or the musician pressed Cancel.
+/// What a capture meets besides the window: the answer's place and mode.
+#[derive(Clone, Copy, Debug)]
+struct Listening {
+    /// Where the answer that plays starts, if there is one.
+    answer_start: Option<i64>,
+    /// The answer's bars are kept: new input leaves it be.
+    answer_kept: bool,
+    continue_mode: bool,
+    max_bars: usize,
+}
+
+/// What one capture did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Taken {
+    /// It changed what is (being) composed: a bar, or the answer asked for.
+    changed: bool,
+    /// It came where the answer plays: the answer is withdrawn.
+    withdraws_answer: bool,
+}
+
+impl Listening {
+    /// Takes one capture into `window` and the answer asked for: the one
+    /// place that decides what fresh input does, used by the worker on its
+    /// take and by a composition's observer on a copy.
+    fn take(
+        &self,
+        window: &mut Window,
+        pending_answer: &mut Option<i64>,
+        capture: Capture,
+    ) -> Taken {
+        let mut taken = Taken::default();
+        // New input where an answer plays, or is being composed: the
+        // player goes on, the answer stops (freshest input wins).
+        if let Capture::NoteOn { beat, .. } = capture {
+            let step = crate::grid_time::nearest_step(beat);
+            if !self.answer_kept {
+                taken.withdraws_answer = self.answer_start.is_some_and(|start| step >= start);
+                if pending_answer.is_some_and(|at| step >= at) {
+                    *pending_answer = None;
+                    taken.changed = true;
+                }
+            }
+        }
+        taken.changed |= window.take(capture, self.max_bars);
+        if let Some(at) = window.take_phrase_end() {
+            if self.continue_mode && !self.answer_kept {
+                taken.changed |= pending_answer.is_some_and(|p| p != at);
+                *pending_answer = Some(at);
+            }
+        }
+        taken
+    }
+}
+
+/// A composition's observer: reports progress and the annealing, and
+/// cancels — on the editor's Cancel, the plugin's removal, or input that
+/// changes what is being composed. It only watches: what arrives is kept
+/// for the worker to take in after the run.
 struct Watch<'a> {
-    state: &'a mut WorkerState,
+    shared: &'a Shared,
+    stop: &'a AtomicBool,
+    captures: &'a mut rtrb::Consumer<Capture>,
+    /// Captures that arrived during the run, in order.
+    arrived: Vec<Capture>,
+    /// A copy of the window and the answer asked for, fed what arrives.
+    window: Window,
+    pending_answer: Option<i64>,
+    listening: Listening,
     cancel: bool,
     user_cancel: bool,
     origin: i64,
 }
 
-impl<'a> Watch<'a> {
-    fn new(state: &'a mut WorkerState) -> Watch<'a> {
-        state.shared.cancel.store(false, Ordering::SeqCst);
-        Watch {
-            state,
-            cancel: false,
-            user_cancel: false,
-            origin: 0,
-        }
-    }
-}
-
 impl Observer for Watch<'_> {
     fn wants_preview(&self) -> bool {
-        self.state.shared.editor_open.load(Ordering::Relaxed)
+        self.shared.editor_open.load(Ordering::Relaxed)
     }
 
     fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
@@ -776,15 +852,24 @@ impl Observer for Watch<'_> {
                 .map(|b| (self.origin + b.step as i64, b.voice, b.pitch, b.probability))
                 .collect(),
         });
-        if let Ok(mut s) = self.state.shared.status.lock() {
+        if let Ok(mut s) = self.shared.status.lock() {
             s.progress = Some((frame.level, frame.levels));
             s.annealing = annealing;
         }
-        self.user_cancel |= self.state.shared.cancel.swap(false, Ordering::SeqCst);
+        self.user_cancel |= self.shared.cancel.swap(false, Ordering::SeqCst);
         // The plugin is being removed: end within this level.
-        self.user_cancel |= self.state.stop.load(Ordering::SeqCst);
+        self.user_cancel |= self.stop.load(Ordering::SeqCst);
         self.cancel |= self.user_cancel;
-        self.cancel |= self.state.drain_captures();
+        while let Ok(capture) = self.captures.pop() {
+            self.arrived.push(capture);
+            let taken = self
+                .listening
+                .take(&mut self.window, &mut self.pending_answer, capture);
+            if taken.withdraws_answer {
+                self.listening.answer_start = None;
+            }
+            self.cancel |= taken.changed;
+        }
         if self.cancel {
             ControlFlow::Break(())
         } else {
