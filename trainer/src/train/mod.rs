@@ -13,30 +13,42 @@
 //! clean tokens of free cells, which has the same optimum and gives the
 //! network a well-scaled signal at every σ. The σ²-weighted DSM loss itself
 //! is reported by `trainer eval`.
+//!
+//! The parts: [`batches`] draws the windows, masks and noise; [`optim`] is
+//! the optimizer; [`checkpoint`] saves and resumes a run; this file is the
+//! objective and the training loop.
+
+mod batches;
+mod checkpoint;
+mod optim;
+
+pub use batches::{Batch, BatchMaker};
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule};
-use cantor_engine::grid::{Score, Voice, STEPS_PER_QUARTER};
-use cantor_engine::mask::Mask;
+use cantor_engine::grid::{Score, STEPS_PER_QUARTER};
 use cantor_engine::model::{initial_weights, ScoreModel};
-use cantor_engine::network::{conditioning, known_channels, one_hot, ScoreNetwork};
+use cantor_engine::network::{one_hot, ScoreNetwork};
 use cantor_engine::vocab::Vocabulary;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{check_fits, vocabulary_of, Corpus};
+use checkpoint::{
+    check_same_data, checkpoint_dir, named, save_tensors, start_from, CheckpointState,
+};
+use optim::Adam;
 
 /// Everything `trainer train` is told.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,172 +85,6 @@ pub struct TrainConfig {
     pub init_from: Option<PathBuf>,
 }
 
-/// A training batch, host-side.
-pub struct Batch {
-    pub window: usize,
-    pub size: usize,
-    pub clean: Vec<f32>,
-    pub noisy: Vec<f32>,
-    pub conditioning: Vec<f32>,
-    pub free: Vec<f32>,
-    pub sigmas: Vec<f32>,
-    pub free_cells: Vec<f32>,
-}
-
-/// Draws windows, masks and noise.
-pub struct BatchMaker<'a> {
-    pieces: Vec<&'a Score>,
-    vocab: &'a Vocabulary,
-    noise: NoiseSchedule,
-}
-
-impl<'a> BatchMaker<'a> {
-    /// Pieces at least `min_window` long; an error if none is.
-    pub fn new(
-        pieces: &'a [Score],
-        vocab: &'a Vocabulary,
-        noise: NoiseSchedule,
-        min_window: usize,
-    ) -> Result<Self> {
-        let usable: Vec<&Score> = pieces.iter().filter(|p| p.len() >= min_window).collect();
-        if usable.is_empty() {
-            let longest = pieces.iter().map(Score::len).max().unwrap_or(0);
-            bail!("the window of {min_window} steps is longer than every piece (the longest has {longest} steps)");
-        }
-        Ok(BatchMaker {
-            pieces: usable,
-            vocab,
-            noise,
-        })
-    }
-
-    pub fn batch(&self, window: usize, size: usize, rng: &mut ChaCha8Rng) -> Batch {
-        self.batch_at(window, size, None, rng)
-    }
-
-    /// A batch whose windows all have noise level `sigma` (random when None).
-    pub fn batch_at(
-        &self,
-        window: usize,
-        size: usize,
-        sigma: Option<f32>,
-        rng: &mut ChaCha8Rng,
-    ) -> Batch {
-        let c = self.vocab.total_size();
-        let mut b = Batch {
-            window,
-            size,
-            clean: Vec::with_capacity(size * window * c),
-            noisy: Vec::with_capacity(size * window * c),
-            conditioning: Vec::new(),
-            free: Vec::with_capacity(size * window * c),
-            sigmas: Vec::with_capacity(size),
-            free_cells: Vec::with_capacity(size),
-        };
-        let (lo, hi) = (self.noise.sigma_min.ln(), self.noise.sigma_max.ln());
-        for _ in 0..size {
-            let score = self.window(window, rng);
-            let mut mask = random_mask(window, rng);
-            mask.cover_note_tails(&score);
-            let drawn = (lo + (hi - lo) * rng.random::<f32>()).exp();
-            let sigma = sigma.unwrap_or(drawn);
-            let x0 = one_hot(&score, self.vocab);
-            b.noisy.extend(
-                x0.iter()
-                    .map(|v| v + sigma * rng.sample::<f32, _>(StandardNormal)),
-            );
-            b.clean.extend(&x0);
-            b.conditioning
-                .extend(conditioning(&score, &mask, self.vocab));
-            b.free
-                .extend(known_channels(&mask, self.vocab).iter().map(|k| 1.0 - k));
-            b.sigmas.push(sigma);
-            b.free_cells.push(mask.free_count() as f32);
-        }
-        b
-    }
-
-    /// The longest piece's length in steps: the longest window it can draw.
-    pub fn longest_piece(&self) -> usize {
-        self.pieces.iter().map(|p| p.len()).max().unwrap_or(0)
-    }
-
-    /// A random beat-aligned crop of a random piece (longer pieces more
-    /// often), randomly transposed within the vocabulary.
-    fn window(&self, window: usize, rng: &mut ChaCha8Rng) -> Score {
-        assert!(window <= self.longest_piece(), "no piece holds the window");
-        loop {
-            let piece = self.pieces[rng.random_range(0..self.pieces.len())];
-            if piece.len() < window || rng.random::<f64>() > piece.len() as f64 / 640.0 + 0.25 {
-                continue;
-            }
-            let beats = (piece.len() - window) / STEPS_PER_QUARTER;
-            let start = rng.random_range(0..=beats) * STEPS_PER_QUARTER;
-            let crop = piece.slice(start..start + window);
-            let Some((down, up)) = self.vocab.transposition_room(&crop) else {
-                continue;
-            };
-            let shift = rng.random_range(-down..=up);
-            if let Some(moved) = crop.transposed(shift) {
-                return moved;
-            }
-        }
-    }
-}
-
-/// A task mask like the ones users make, drawn at random.
-pub fn random_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
-    let beats = (steps / STEPS_PER_QUARTER).max(1);
-    let mut mask = Mask::none(steps);
-    let r: f64 = rng.random();
-    if r < 0.35 {
-        // Harmonize: one voice given (mostly the soprano).
-        let given = if rng.random_bool(0.7) {
-            Voice::Soprano
-        } else {
-            Voice::ALL[rng.random_range(1..4)]
-        };
-        let others: Vec<Voice> = Voice::ALL.into_iter().filter(|v| *v != given).collect();
-        mask.free_region(0..steps, &others);
-    } else if r < 0.5 {
-        // Continue: the past given (all voices, or the melody only).
-        let cut = rng.random_range(1..beats) * STEPS_PER_QUARTER;
-        mask.free_region(cut..steps, &Voice::ALL);
-        if rng.random_bool(0.2) {
-            mask.free_region(0..cut, &[Voice::Alto, Voice::Tenor, Voice::Bass]);
-        }
-    } else if r < 0.7 {
-        // Infill: a span of beats in all or some voices.
-        let len = rng.random_range(1..=beats.div_ceil(2)) * STEPS_PER_QUARTER;
-        let start = rng.random_range(0..=(steps - len) / STEPS_PER_QUARTER) * STEPS_PER_QUARTER;
-        let voices: Vec<Voice> = if rng.random_bool(0.5) {
-            Voice::ALL.to_vec()
-        } else {
-            Voice::ALL
-                .into_iter()
-                .filter(|_| rng.random_bool(0.5))
-                .collect()
-        };
-        mask.free_region(start..start + len, &voices);
-    } else if r < 0.92 {
-        // Random cells, as in Coconet's training.
-        let p = rng.random_range(0.1..0.95);
-        for step in 0..steps {
-            for voice in Voice::ALL {
-                if rng.random_bool(p) {
-                    mask.set_free(step, voice, true);
-                }
-            }
-        }
-    } else {
-        mask = Mask::all(steps);
-    }
-    if mask.free_count() == 0 {
-        mask = Mask::all(steps);
-    }
-    mask
-}
-
 /// Cross-entropy of the clean tokens of free cells, per free cell; also the
 /// per-window values for σ-binned logging.
 pub fn loss(net: &ScoreNetwork, batch: &Batch, device: &Device) -> Result<(Tensor, Tensor)> {
@@ -260,178 +106,6 @@ pub fn loss(net: &ScoreNetwork, batch: &Batch, device: &Device) -> Result<(Tenso
     let per_cell = per_window.div(&cells)?;
     let total = (per_window.sum_all()? / batch.free_cells.iter().sum::<f32>() as f64)?;
     Ok((total, per_cell))
-}
-
-/// Adam with decoupled weight decay, with moments we can checkpoint.
-struct Adam {
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    t: usize,
-}
-
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const ADAM_EPS: f64 = 1e-8;
-const WEIGHT_DECAY: f64 = 1e-5;
-/// Gradients are scaled down to this global norm when larger.
-const MAX_GRAD_NORM: f64 = 1.0;
-
-impl Adam {
-    fn new(vars: &[(String, Var)]) -> Result<Adam> {
-        let zeros = |v: &Var| v.as_tensor().zeros_like();
-        Ok(Adam {
-            m: vars
-                .iter()
-                .map(|(_, v)| zeros(v))
-                .collect::<candle_core::Result<_>>()?,
-            v: vars
-                .iter()
-                .map(|(_, v)| zeros(v))
-                .collect::<candle_core::Result<_>>()?,
-            t: 0,
-        })
-    }
-
-    fn step(&mut self, vars: &[(String, Var)], grads: &GradStore, lr: f64) -> Result<f64> {
-        self.t += 1;
-        let gs = vars
-            .iter()
-            .map(|(_, var)| match grads.get(var) {
-                Some(g) => Ok(g.clone()),
-                None => var.as_tensor().zeros_like(),
-            })
-            .collect::<candle_core::Result<Vec<Tensor>>>()?;
-        // One reduction on the device and one read per step: on a GPU each
-        // read is a synchronisation, so the norm is not summed on the host.
-        let squares = gs
-            .iter()
-            .map(|g| g.sqr()?.sum_all())
-            .collect::<candle_core::Result<Vec<Tensor>>>()?;
-        let norm2 = Tensor::stack(&squares, 0)?.sum_all()?.to_scalar::<f32>()? as f64;
-        if !norm2.is_finite() {
-            let name = vars
-                .iter()
-                .zip(&squares)
-                .find(|(_, n)| n.to_scalar::<f32>().is_ok_and(|n| !n.is_finite()))
-                .map_or("?", |((name, _), _)| name.as_str());
-            bail!("gradient of '{name}' is not finite; lower the learning rate");
-        }
-        let norm = norm2.sqrt();
-        let scale = if norm > MAX_GRAD_NORM {
-            MAX_GRAD_NORM / norm
-        } else {
-            1.0
-        };
-        let (bc1, bc2) = (
-            1.0 - BETA1.powi(self.t as i32),
-            1.0 - BETA2.powi(self.t as i32),
-        );
-        for (i, ((_, var), g)) in vars.iter().zip(gs).enumerate() {
-            let g = (g * scale)?;
-            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
-            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
-            let update = ((&self.m[i] / bc1)? / ((&self.v[i] / bc2)?.sqrt()? + ADAM_EPS)?)?;
-            // Detached: a value computed from the tracked variable would keep
-            // every earlier step's graph alive.
-            let decayed = (var.as_tensor().detach() * (1.0 - lr * WEIGHT_DECAY))?;
-            var.set(&(decayed - (update * lr)?)?.detach())?;
-        }
-        Ok(norm)
-    }
-}
-
-/// What a checkpoint remembers besides tensors.
-#[derive(Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    elapsed_s: f64,
-    best_valid: Option<f64>,
-    card: ModelCard,
-    config: TrainConfig,
-}
-
-/// A checkpoint continues only on the data it was trained on, split the
-/// same way: anything else would silently mix two corpora or move pieces
-/// between train and test.
-fn check_same_data(state: &CheckpointState, config: &TrainConfig, ckpt: &Path) -> Result<()> {
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    };
-    if !same(&state.config.data, &config.data) {
-        bail!(
-            "{}: the checkpoint was trained on {}, not {}: resume with the same --data, or delete the checkpoint to start afresh",
-            ckpt.display(),
-            state.config.data.display(),
-            config.data.display()
-        );
-    }
-    if state.config.split_seed != config.split_seed {
-        bail!(
-            "{}: the checkpoint split its corpus with --split-seed {}, not {}",
-            ckpt.display(),
-            state.config.split_seed,
-            config.split_seed
-        );
-    }
-    Ok(())
-}
-
-/// The card and weights of a trained model to fine-tune, widened to the
-/// line features when they are asked for and the model lacks them: the new
-/// input columns start at zero, so the network computes exactly what the
-/// model did until training teaches it to use them.
-fn start_from(
-    path: &Path,
-    line_features: bool,
-    device: &Device,
-) -> Result<(ModelCard, HashMap<String, Tensor>)> {
-    let card_file = cantor_engine::model::card_path(path);
-    let mut card: ModelCard = serde_json::from_slice(
-        &std::fs::read(&card_file).with_context(|| format!("{}", card_file.display()))?,
-    )
-    .with_context(|| format!("{}: not a model card", card_file.display()))?;
-    card.validate().map_err(anyhow::Error::msg)?;
-    let mut weights = candle_core::safetensors::load(path, device)
-        .with_context(|| format!("{}: unreadable weights", path.display()))?;
-    if line_features && !card.architecture.line_features {
-        card.architecture.line_features = true;
-        let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
-        let input = weights
-            .get("input.weight")
-            .with_context(|| format!("{}: no input.weight", path.display()))?;
-        let (hidden, have) = input.dims2()?;
-        anyhow::ensure!(
-            have < wanted,
-            "{}: input.weight has {have} columns, the line features need {wanted}",
-            path.display()
-        );
-        let zeros = Tensor::zeros((hidden, wanted - have), DType::F32, device)?;
-        let widened = Tensor::cat(&[input, &zeros], 1)?;
-        weights.insert("input.weight".into(), widened);
-    }
-    Ok((card, weights))
-}
-
-fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.with_extension("ckpt")
-}
-
-fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    candle_core::safetensors::save(map, &tmp)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-fn named(
-    vars: &[(String, Var)],
-    tensors: impl Fn(usize, &Var) -> Tensor,
-) -> HashMap<String, Tensor> {
-    vars.iter()
-        .enumerate()
-        .map(|(i, (n, v))| (n.clone(), tensors(i, v)))
-        .collect()
 }
 
 pub fn train(config: TrainConfig) -> Result<()> {
@@ -852,15 +526,6 @@ pub fn largest_window_distance(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_masks_always_free_something() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for _ in 0..500 {
-            let m = random_mask(32, &mut rng);
-            assert!(m.free_count() > 0);
-        }
-    }
 
     #[test]
     fn learning_rate_warms_up_then_decays() {

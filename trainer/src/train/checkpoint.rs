@@ -1,0 +1,109 @@
+//! Checkpoints: what a run saves, and what it may resume from.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use cantor_engine::card::ModelCard;
+use serde::{Deserialize, Serialize};
+
+use super::TrainConfig;
+
+/// What a checkpoint remembers besides tensors.
+#[derive(Serialize, Deserialize)]
+pub(super) struct CheckpointState {
+    pub(super) step: usize,
+    pub(super) elapsed_s: f64,
+    pub(super) best_valid: Option<f64>,
+    pub(super) card: ModelCard,
+    pub(super) config: TrainConfig,
+}
+
+/// A checkpoint continues only on the data it was trained on, split the
+/// same way: anything else would silently mix two corpora or move pieces
+/// between train and test.
+pub(super) fn check_same_data(
+    state: &CheckpointState,
+    config: &TrainConfig,
+    ckpt: &Path,
+) -> Result<()> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if !same(&state.config.data, &config.data) {
+        bail!(
+            "{}: the checkpoint was trained on {}, not {}: resume with the same --data, or delete the checkpoint to start afresh",
+            ckpt.display(),
+            state.config.data.display(),
+            config.data.display()
+        );
+    }
+    if state.config.split_seed != config.split_seed {
+        bail!(
+            "{}: the checkpoint split its corpus with --split-seed {}, not {}",
+            ckpt.display(),
+            state.config.split_seed,
+            config.split_seed
+        );
+    }
+    Ok(())
+}
+
+/// The card and weights of a trained model to fine-tune, widened to the
+/// line features when they are asked for and the model lacks them: the new
+/// input columns start at zero, so the network computes exactly what the
+/// model did until training teaches it to use them.
+pub(super) fn start_from(
+    path: &Path,
+    line_features: bool,
+    device: &Device,
+) -> Result<(ModelCard, HashMap<String, Tensor>)> {
+    let card_file = cantor_engine::model::card_path(path);
+    let mut card: ModelCard = serde_json::from_slice(
+        &std::fs::read(&card_file).with_context(|| format!("{}", card_file.display()))?,
+    )
+    .with_context(|| format!("{}: not a model card", card_file.display()))?;
+    card.validate().map_err(anyhow::Error::msg)?;
+    let mut weights = candle_core::safetensors::load(path, device)
+        .with_context(|| format!("{}: unreadable weights", path.display()))?;
+    if line_features && !card.architecture.line_features {
+        card.architecture.line_features = true;
+        let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
+        let input = weights
+            .get("input.weight")
+            .with_context(|| format!("{}: no input.weight", path.display()))?;
+        let (hidden, have) = input.dims2()?;
+        anyhow::ensure!(
+            have < wanted,
+            "{}: input.weight has {have} columns, the line features need {wanted}",
+            path.display()
+        );
+        let zeros = Tensor::zeros((hidden, wanted - have), DType::F32, device)?;
+        let widened = Tensor::cat(&[input, &zeros], 1)?;
+        weights.insert("input.weight".into(), widened);
+    }
+    Ok((card, weights))
+}
+
+pub(super) fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.with_extension("ckpt")
+}
+
+pub(super) fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    candle_core::safetensors::save(map, &tmp)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub(super) fn named(
+    vars: &[(String, Var)],
+    tensors: impl Fn(usize, &Var) -> Tensor,
+) -> HashMap<String, Tensor> {
+    vars.iter()
+        .enumerate()
+        .map(|(i, (n, v))| (n.clone(), tensors(i, v)))
+        .collect()
+}
