@@ -685,34 +685,19 @@ impl<'a> Run<'a> {
                 .model
                 .network()
                 .denoise(&x, &cond, &[sigma], Some(&bias))?;
-            let probs = d.flatten_all()?.to_vec1::<f32>()?;
-            for t in 0..self.steps {
-                for voice in Voice::ALL {
-                    if !block.is_free(t, voice) {
-                        continue;
-                    }
-                    let row = &probs[t * self.channels..(t + 1) * self.channels];
-                    let o = vocab.offset(voice);
-                    let p = &row[o..o + vocab.voice_size(voice)];
-                    let sounding_before =
-                        current.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
-                    let penalty = self.rule_penalties(
-                        &mut current,
-                        t,
-                        voice,
-                        sounding_before,
-                        &mut penalties,
-                    );
-                    let index = choose(
-                        p,
-                        &self.allowed[voice.index()],
-                        sounding_before,
-                        penalty,
-                        Some((tau, &mut self.rng)),
-                    );
-                    current.set(t, voice, vocab.token(voice, index));
-                }
-            }
+            let mut probs = d.flatten_all()?.to_vec1::<f32>()?;
+            let rng = &mut self.rng;
+            Sweep::of(self.model, self.problem, &self.allowed, self.settings).run(
+                &block,
+                &mut probs,
+                &mut current,
+                &mut penalties,
+                |cell| {
+                    let sample = Some((tau, &mut *rng));
+                    let index = choose(cell.row, cell.allowed, cell.may_hold, cell.penalty, sample);
+                    Some(vocab.token(cell.voice, index))
+                },
+            );
             // A cell drawn silent may leave a hold after it that no longer
             // belongs to a note; the next step's network input must not see it.
             current.normalize();
@@ -733,33 +718,6 @@ impl<'a> Run<'a> {
         let mut score = current.into_score();
         score.normalize();
         Ok(score)
-    }
-
-    /// λ·E for each token of (`step`, `voice`) given the cells around it, in
-    /// `buffer`; `None` when the rules are off.
-    fn rule_penalties<'b>(
-        &self,
-        voicing: &mut Voicing,
-        step: usize,
-        voice: Voice,
-        may_hold: bool,
-        buffer: &'b mut Vec<f32>,
-    ) -> Option<&'b [f32]> {
-        let lambda = self.settings.rules;
-        if lambda <= 0.0 {
-            return None;
-        }
-        let vocab = &self.model.card.vocabulary;
-        let allowed = &self.allowed[voice.index()];
-        buffer.clear();
-        for (i, ok) in allowed.iter().enumerate() {
-            let usable = *ok && (i != HOLD_INDEX || may_hold);
-            buffer.push(match usable {
-                true => lambda * voicing.local_energy(step, voice, vocab.token(voice, i)),
-                false => 0.0,
-            });
-        }
-        Some(buffer)
     }
 
     fn relaxation(&self, denoised: &Tensor) -> Result<Relaxation> {
@@ -797,32 +755,26 @@ impl<'a> Run<'a> {
         let mut probs = denoised.flatten_all()?.to_vec1::<f32>()?;
         let mut voicing = Voicing::new(self.argmax(&probs));
         let mut penalties = Vec::new();
-        for t in 0..self.steps {
-            for voice in Voice::ALL {
-                if !self.problem.mask.is_free(t, voice) {
-                    continue;
-                }
-                let may_hold =
-                    voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
-                let Some(penalty) =
-                    self.rule_penalties(&mut voicing, t, voice, may_hold, &mut penalties)
-                else {
-                    continue;
-                };
-                let o = t * self.channels + vocab.offset(voice);
-                let row = &mut probs[o..o + vocab.voice_size(voice)];
+        let sweep = Sweep::of(self.model, self.problem, &self.allowed, self.settings);
+        sweep.run(
+            &self.problem.mask,
+            &mut probs,
+            &mut voicing,
+            &mut penalties,
+            |cell| {
+                let penalty = cell.penalty?;
                 let low = penalty.iter().copied().fold(f32::INFINITY, f32::min);
-                for (p, e) in row.iter_mut().zip(penalty) {
+                for (p, e) in cell.row.iter_mut().zip(penalty) {
                     *p *= (low - e).exp();
                 }
-                let total: f32 = row.iter().sum();
+                let total: f32 = cell.row.iter().sum();
                 if total > 0.0 {
-                    row.iter_mut().for_each(|p| *p /= total);
+                    cell.row.iter_mut().for_each(|p| *p /= total);
                 }
-                let index = choose(row, &self.allowed[voice.index()], may_hold, None, None);
-                voicing.set(t, voice, vocab.token(voice, index));
-            }
-        }
+                let index = choose(cell.row, cell.allowed, cell.may_hold, None, None);
+                Some(vocab.token(cell.voice, index))
+            },
+        );
         Ok(Tensor::from_vec(probs, denoised.shape(), &self.device)?)
     }
 
@@ -903,40 +855,33 @@ impl<'a> Run<'a> {
         let vocab = &self.model.card.vocabulary;
         let mut voicing = Voicing::new(decoded);
         let mut penalties = Vec::new();
+        // The sweep hands out rows to change; polishing only reads them.
+        let mut rows = probs.to_vec();
+        let sweep = Sweep::of(self.model, self.problem, &self.allowed, self.settings);
         for _ in 0..POLISH_SWEEPS {
-            let mut changed = false;
-            for t in 0..self.steps {
-                for voice in Voice::ALL {
-                    if !self.problem.mask.is_free(t, voice) {
-                        continue;
-                    }
-                    let o = t * self.channels + vocab.offset(voice);
-                    let p = &probs[o..o + vocab.voice_size(voice)];
-                    let may_hold =
-                        voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
-                    let penalty =
-                        self.rule_penalties(&mut voicing, t, voice, may_hold, &mut penalties);
-                    let allowed = &self.allowed[voice.index()];
-                    let index = choose(p, allowed, may_hold, penalty, None);
-                    let token = vocab.token(voice, index);
-                    let current = voicing.score().get(t, voice);
-                    if token == current {
-                        continue;
-                    }
+            let changed = sweep.run(
+                &self.problem.mask,
+                &mut rows,
+                &mut voicing,
+                &mut penalties,
+                |cell| {
+                    let index = choose(cell.row, cell.allowed, cell.may_hold, cell.penalty, None);
+                    let token = vocab.token(cell.voice, index);
                     // Move only on a strict gain, so that ties cannot cycle.
                     let value = |i: usize| {
-                        (p[i].max(f32::MIN_POSITIVE)).ln() - penalty.map_or(0.0, |q| q[i])
+                        (cell.row[i].max(f32::MIN_POSITIVE)).ln()
+                            - cell.penalty.map_or(0.0, |q| q[i])
                     };
                     let was = vocab
-                        .index(voice, current)
-                        .filter(|&i| allowed[i] && (i != HOLD_INDEX || may_hold));
-                    if was.is_some_and(|w| value(index) <= value(w) + 1e-6) {
-                        continue;
+                        .index(cell.voice, cell.current)
+                        .filter(|&i| cell.allowed[i] && (i != HOLD_INDEX || cell.may_hold));
+                    if token == cell.current || was.is_some_and(|w| value(index) <= value(w) + 1e-6)
+                    {
+                        return None;
                     }
-                    voicing.set(t, voice, token);
-                    changed = true;
-                }
-            }
+                    Some(token)
+                },
+            );
             if !changed {
                 break;
             }
@@ -953,6 +898,117 @@ impl<'a> Run<'a> {
             }
         }
         out
+    }
+}
+
+/// A free cell as a [`Sweep`] meets it.
+struct Cell<'c> {
+    voice: Voice,
+    /// The cell's row of the probabilities being swept (the sweep's caller
+    /// may reweight it).
+    row: &'c mut [f32],
+    /// Tokens the cell may take (key and range constraints).
+    allowed: &'c [bool],
+    /// A note sounds before it, and holding it would lengthen no known note.
+    may_hold: bool,
+    /// The rules' λ·E for each token given the cells around it (`None`:
+    /// the rules are off).
+    penalty: Option<&'c [f32]>,
+    /// The token the cell holds now.
+    current: Token,
+}
+
+/// The free-cell sweep the samplers share (Gibbs's redraws, the rules'
+/// guidance of the denoiser, the final polish): every cell of a mask in
+/// turn, step by step (a step's voices before the next step), seen with its
+/// row, what it may take and what the rules charge given the cells around
+/// it; the caller chooses its token, which the cells after it then see.
+struct Sweep<'a> {
+    problem: &'a Problem,
+    vocab: &'a Vocabulary,
+    allowed: &'a [Vec<bool>; VOICES],
+    rules: f32,
+}
+
+impl<'a> Sweep<'a> {
+    fn of(
+        model: &'a ScoreModel,
+        problem: &'a Problem,
+        allowed: &'a [Vec<bool>; VOICES],
+        settings: &SamplerSettings,
+    ) -> Sweep<'a> {
+        Sweep {
+            problem,
+            vocab: &model.card.vocabulary,
+            allowed,
+            rules: settings.rules,
+        }
+    }
+
+    /// Visits each cell `free` frees in `voicing` (rows of `probs`, T × C
+    /// row-major); `choose` returns the token a cell takes, or `None` to
+    /// leave it. Returns whether any cell changed.
+    fn run(
+        &self,
+        free: &Mask,
+        probs: &mut [f32],
+        voicing: &mut Voicing,
+        penalties: &mut Vec<f32>,
+        mut choose: impl FnMut(Cell<'_>) -> Option<Token>,
+    ) -> bool {
+        let channels = self.vocab.total_size();
+        let mut changed = false;
+        for t in 0..free.len() {
+            for voice in Voice::ALL {
+                if !free.is_free(t, voice) {
+                    continue;
+                }
+                let may_hold =
+                    voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
+                let penalty = self.rule_penalties(voicing, t, voice, may_hold, penalties);
+                let o = t * channels + self.vocab.offset(voice);
+                let current = voicing.score().get(t, voice);
+                let cell = Cell {
+                    voice,
+                    row: &mut probs[o..o + self.vocab.voice_size(voice)],
+                    allowed: &self.allowed[voice.index()],
+                    may_hold,
+                    penalty,
+                    current,
+                };
+                if let Some(token) = choose(cell) {
+                    changed |= token != current;
+                    voicing.set(t, voice, token);
+                }
+            }
+        }
+        changed
+    }
+
+    /// λ·E for each token of (`step`, `voice`) given the cells around it, in
+    /// `buffer`; `None` when the rules are off.
+    fn rule_penalties<'b>(
+        &self,
+        voicing: &mut Voicing,
+        step: usize,
+        voice: Voice,
+        may_hold: bool,
+        buffer: &'b mut Vec<f32>,
+    ) -> Option<&'b [f32]> {
+        let lambda = self.rules;
+        if lambda <= 0.0 {
+            return None;
+        }
+        let allowed = &self.allowed[voice.index()];
+        buffer.clear();
+        for (i, ok) in allowed.iter().enumerate() {
+            let usable = *ok && (i != HOLD_INDEX || may_hold);
+            buffer.push(match usable {
+                true => lambda * voicing.local_energy(step, voice, self.vocab.token(voice, i)),
+                false => 0.0,
+            });
+        }
+        Some(buffer)
     }
 }
 
