@@ -198,63 +198,63 @@ fn transpose_problem(problem: &Problem, shift: i32) -> Result<Problem> {
 }
 
 /// The longest stretch composed in one run, in grid steps (64 bars of 4/4).
-/// A longer piece is composed window by window ([`compose`]), so the
-/// sampler's memory stays that of one window however long the piece.
-pub const WINDOW_STEPS: usize = 1024;
-/// What each window sees around it, in steps: before it, the end of the
-/// previous window as composed (known); after it, the next steps' given
+/// A longer piece is composed section by section ([`compose`]), so the
+/// sampler's memory stays that of one section however long the piece.
+pub const SECTION_STEPS: usize = 1024;
+/// What each section sees around it, in steps: before it, the end of the
+/// previous section as composed (known); after it, the next steps' given
 /// notes with their free cells composed and thrown away. Four bars, past
-/// the network's reach of 62 steps each side, so a window's notes are
+/// the network's reach of 62 steps each side, so a section's notes are
 /// composed knowing everything the whole piece would have shown them.
-pub const WINDOW_CONTEXT: usize = 64;
+pub const SECTION_CONTEXT: usize = 64;
 
 /// Solves `problem` with `model`: fits it into the model's range, samples,
 /// and moves the result back. Known cells come out exactly as given. A
-/// piece longer than [`WINDOW_STEPS`] (plus its context) is composed window
-/// by window, in order, each window going on from the one before: time
+/// piece longer than [`SECTION_STEPS`] (plus its context) is composed
+/// section by section, in order, each going on from the one before: time
 /// linear in the length and the sampler's memory bounded; the observer
-/// sees the levels of all windows as one run (without previews).
+/// sees the levels of all sections as one run (without previews).
 pub fn compose(
     model: &ScoreModel,
     problem: &Problem,
     settings: &SamplerSettings,
     observer: &mut dyn Observer,
 ) -> Result<Generation> {
-    if problem.score.len() <= WINDOW_STEPS + 2 * WINDOW_CONTEXT {
+    if problem.score.len() <= SECTION_STEPS + 2 * SECTION_CONTEXT {
         return compose_whole(model, problem, settings, observer);
     }
     let total = problem.score.len();
-    let windows = total.div_ceil(WINDOW_STEPS);
+    let sections = total.div_ceil(SECTION_STEPS);
     let mut score = problem.score.clone();
     let mut evals = 0;
-    for (i, start) in (0..total).step_by(WINDOW_STEPS).enumerate() {
-        let end = (start + WINDOW_STEPS).min(total);
+    for (i, start) in (0..total).step_by(SECTION_STEPS).enumerate() {
+        let end = (start + SECTION_STEPS).min(total);
         let free_here =
             (start..end).any(|s| Voice::ALL.iter().any(|v| problem.mask.is_free(s, *v)));
         if !free_here {
             continue;
         }
-        let from = start.saturating_sub(WINDOW_CONTEXT);
-        let to = (end + WINDOW_CONTEXT).min(total);
-        let mut window = score.slice(from..to);
+        let from = start.saturating_sub(SECTION_CONTEXT);
+        let to = (end + SECTION_CONTEXT).min(total);
+        let mut section = score.slice(from..to);
         let mut mask = problem.mask.slice(from..to);
         for step in 0..start - from {
             for voice in Voice::ALL {
                 mask.set_free(step, voice, false);
             }
         }
-        // A note composed at the end of the window before may go on into
+        // A note composed at the end of the section before may go on into
         // this one, as it could in one run over the whole piece.
         if start > from {
             let first = start - from;
             for voice in Voice::ALL {
-                if mask.is_free(first, voice) && window.sounding(first - 1, voice).is_some() {
-                    window.set(first, voice, Token::Hold);
+                if mask.is_free(first, voice) && section.sounding(first - 1, voice).is_some() {
+                    section.set(first, voice, Token::Hold);
                 }
             }
         }
         let part = Problem {
-            score: window,
+            score: section,
             mask,
             constraints: problem.constraints.clone(),
             splits: problem
@@ -268,10 +268,10 @@ pub fn compose(
             seed: settings.seed.wrapping_add(i as u64),
             ..settings.clone()
         };
-        let mut watcher = Windowed {
+        let mut watcher = Sectioned {
             inner: &mut *observer,
-            window: i,
-            windows,
+            section: i,
+            sections,
         };
         let generation = compose_whole(model, &part, &part_settings, &mut watcher)?;
         evals += generation.network_evals;
@@ -292,19 +292,19 @@ pub fn compose(
     })
 }
 
-/// Passes the levels of one window of a long piece on as part of one run
-/// over all its windows (previews are of the window alone: left out).
-struct Windowed<'a> {
+/// Passes the levels of one section of a long piece on as part of one run
+/// over all its sections (previews are of the section alone: left out).
+struct Sectioned<'a> {
     inner: &'a mut dyn Observer,
-    window: usize,
-    windows: usize,
+    section: usize,
+    sections: usize,
 }
 
-impl Observer for Windowed<'_> {
+impl Observer for Sectioned<'_> {
     fn on_level(&mut self, frame: &AnnealingFrame) -> ControlFlow<()> {
         self.inner.on_level(&AnnealingFrame {
-            level: self.window * frame.levels + frame.level,
-            levels: self.windows * frame.levels,
+            level: self.section * frame.levels + frame.level,
+            levels: self.sections * frame.levels,
             preview: None,
             relaxation: None,
             ..*frame

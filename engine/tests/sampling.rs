@@ -550,15 +550,15 @@ fn the_shipped_defaults_write_inner_voices_that_move() {
     }
 }
 
-/// Issue #15: a piece longer than one window is composed window by window:
-/// the melody stays, every window is harmonized, the observer sees one run
-/// over all windows, the seed reproduces it, and an infill leaves every
+/// Issue #15: a piece longer than one section is composed section by
+/// section: the melody stays, every section is harmonized, the observer
+/// sees one run over all sections, the seed reproduces it, and an infill leaves every
 /// cell outside its mask alone.
 #[test]
-fn a_long_piece_is_composed_window_by_window() {
-    use cantor_engine::task::{WINDOW_CONTEXT, WINDOW_STEPS};
+fn a_long_piece_is_composed_section_by_section() {
+    use cantor_engine::task::{SECTION_CONTEXT, SECTION_STEPS};
     let model = tiny_model();
-    // 90 bars of quarter notes: two windows (1024 + 416 steps).
+    // 90 bars of quarter notes: two sections (1024 + 416 steps).
     let pitches: Vec<u8> = [67u8, 69, 71, 72, 74, 72, 71, 69]
         .iter()
         .copied()
@@ -566,7 +566,7 @@ fn a_long_piece_is_composed_window_by_window() {
         .take(90 * 4)
         .collect();
     let long = Score::from_pitches(Voice::Soprano, &pitches, 4);
-    assert!(long.len() > WINDOW_STEPS + 2 * WINDOW_CONTEXT);
+    assert!(long.len() > SECTION_STEPS + 2 * SECTION_CONTEXT);
     let problem = harmonize_problem(&long, Voice::Soprano, KeyChoice::Free).unwrap();
     struct Levels(Vec<(usize, usize)>);
     impl Observer for Levels {
@@ -582,7 +582,7 @@ fn a_long_piece_is_composed_window_by_window() {
     let mut levels = Levels(Vec::new());
     let out = compose(&model, &problem, &settings, &mut levels).unwrap();
     assert_eq!(out.score.len(), long.len());
-    assert_eq!(out.network_evals, 4, "two windows of two levels");
+    assert_eq!(out.network_evals, 4, "two sections of two levels");
     let seen: Vec<usize> = levels.0.iter().map(|(l, _)| *l).collect();
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert!(levels.0.iter().all(|(_, n)| *n == 4), "{:?}", levels.0);
@@ -593,7 +593,7 @@ fn a_long_piece_is_composed_window_by_window() {
         );
     }
     for voice in [Voice::Alto, Voice::Tenor, Voice::Bass] {
-        for range in [0..WINDOW_STEPS, WINDOW_STEPS..long.len()] {
+        for range in [0..SECTION_STEPS, SECTION_STEPS..long.len()] {
             let onsets = range
                 .clone()
                 .filter(|s| matches!(out.score.get(*s, voice), Token::Pitch(_)))

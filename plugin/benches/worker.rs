@@ -30,7 +30,7 @@ fn heard_window() -> Window {
     let mut w = Window::default();
     for (i, p) in PITCHES.iter().enumerate() {
         let beat = i as f64;
-        w.take(
+        w.hear(
             Capture::NoteOn {
                 beat,
                 pitch: *p,
@@ -38,14 +38,14 @@ fn heard_window() -> Window {
             },
             8,
         );
-        w.take(
+        w.hear(
             Capture::NoteOff {
                 beat: beat + 1.0,
                 pitch: *p,
             },
             8,
         );
-        w.take(
+        w.hear(
             Capture::Playhead {
                 beat: beat + 1.0,
                 playing: true,

@@ -182,9 +182,9 @@ impl Cantor {
         }
     }
 
-    /// Takes one input event: held for the worker (a note, or an every-key
+    /// Hears one input event: held for the worker (a note, or an every-key
     /// note-off) and tracked for pass-through. Returns whether to pass it on.
-    fn take_input(&mut self, event: &PluginNoteEvent<Self>, pass_through: bool) -> bool {
+    fn hear_input(&mut self, event: &PluginNoteEvent<Self>, pass_through: bool) -> bool {
         let timing = event.timing();
         let (input, pass) = match *event {
             NoteEvent::NoteOn {
@@ -221,7 +221,7 @@ impl Cantor {
             _ => (None, pass_through),
         };
         if let (Some(input), Some(link)) = (input, self.link.as_mut()) {
-            link.take_input(timing, input);
+            link.hear(timing, input);
         }
         pass
     }
@@ -354,7 +354,7 @@ impl Plugin for Cantor {
                 let _ = context.try_send_event(to_note_event(o, e));
                 next += 1;
             }
-            if self.take_input(&event, pass_through) {
+            if self.hear_input(&event, pass_through) {
                 let _ = context.try_send_event(event);
             }
         }

@@ -134,14 +134,14 @@ impl AudioLink {
         self.block = Some((block, reported));
     }
 
-    /// Takes one of the block's input events. It goes to the worker now
+    /// Hears one of the block's input events. It goes to the worker now
     /// when its place is certain: the host reported the loop, or it comes
     /// before the first 16th the block crosses (an unreported loop can end
     /// only on one; from half a step before it a note may be the loop
     /// start's). Otherwise it waits for [`AudioLink::send_held`]. Beyond
     /// [`HELD_CAPACITY`] waiting events the rest are dropped (never an
     /// every-key note-off).
-    pub fn take_input(&mut self, offset: u32, input: Input) {
+    pub fn hear(&mut self, offset: u32, input: Input) {
         let Some((block, reported)) = self.block else {
             return;
         };
@@ -381,7 +381,7 @@ mod tests {
         ] {
             let (mut audio, mut worker) = link();
             audio.start_block(block, None);
-            audio.take_input(300, on);
+            audio.hear(300, on);
             audio.end_block();
             let now: Vec<Capture> = std::iter::from_fn(|| worker.captures.pop().ok()).collect();
             assert_eq!(
@@ -410,7 +410,7 @@ mod tests {
         for (clock, reported) in [(early, None), (clock, Some((0.0, 8.0)))] {
             let (mut audio, mut worker) = link();
             audio.start_block(HeldBlock { clock, ..block }, reported);
-            audio.take_input(300, on);
+            audio.hear(300, on);
             let (at, _) = note_on(&worker.captures.pop().expect("sent at once")).unwrap();
             let expected = if reported.is_some() {
                 200.0 * bps

@@ -81,8 +81,8 @@ pub const PHRASE_REST: i64 = 4;
 const MAX_HELD: usize = 128;
 
 impl Window {
-    /// Takes one message; returns whether any bar became dirty.
-    pub fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
+    /// Hears one message; returns whether any bar became dirty.
+    pub fn hear(&mut self, capture: Capture, max_bars: usize) -> bool {
         match capture {
             Capture::NoteOn {
                 beat,
@@ -348,7 +348,7 @@ mod tests {
         while beat < to {
             for (on, off, pitch) in notes {
                 if *on >= beat && *on < beat + 0.25 {
-                    dirty |= window.take(
+                    dirty |= window.hear(
                         Capture::NoteOn {
                             beat: *on,
                             pitch: *pitch,
@@ -358,7 +358,7 @@ mod tests {
                     );
                 }
                 if *off >= beat && *off < beat + 0.25 {
-                    dirty |= window.take(
+                    dirty |= window.hear(
                         Capture::NoteOff {
                             beat: *off,
                             pitch: *pitch,
@@ -367,7 +367,7 @@ mod tests {
                     );
                 }
             }
-            dirty |= window.take(playhead(beat), 8);
+            dirty |= window.hear(playhead(beat), 8);
             beat += 0.25;
         }
         dirty
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(w.bars.len(), 8);
         assert_eq!(*w.bars.keys().next().unwrap(), 4 * 16);
         for i in 0..10_000u32 {
-            w.take(
+            w.hear(
                 Capture::NoteOn {
                     beat,
                     pitch: (i % 128) as u8,
@@ -475,7 +475,7 @@ mod tests {
                 (4.0 + ((beat - 4.0) / 3.0).floor() * 3.0, 3.0)
             };
             if (beat - 5.0_f64).abs() < 1e-9 {
-                w.take(
+                w.hear(
                     Capture::NoteOn {
                         beat,
                         pitch: 70,
@@ -485,9 +485,9 @@ mod tests {
                 );
             }
             if (beat - 6.0_f64).abs() < 1e-9 {
-                w.take(Capture::NoteOff { beat, pitch: 70 }, 8);
+                w.hear(Capture::NoteOff { beat, pitch: 70 }, 8);
             }
-            w.take(
+            w.hear(
                 Capture::Playhead {
                     beat,
                     playing: true,
@@ -555,7 +555,7 @@ mod tests {
             bar_start_beat: 0.0,
             bar_beats: 4.0,
         };
-        assert!(!w.take(stopped, 8));
+        assert!(!w.hear(stopped, 8));
         // The same bar again, played through: its melody is this pass alone.
         let again = [(0.0, 2.0, 72), (2.0, 4.0, 76)];
         assert!(play(&mut w, &again, 0.0, 4.25));
@@ -575,7 +575,7 @@ mod tests {
             bar_start_beat: 4.0,
             bar_beats: 4.0,
         };
-        assert!(w.take(at_end, 8));
+        assert!(w.hear(at_end, 8));
         assert_eq!(w.bars[&16].melody.len(), 2);
     }
 

@@ -425,7 +425,7 @@ impl WorkerState {
             &mut observer,
         );
         let (user_cancel, arrived) = (observer.user_cancel, observer.arrived);
-        self.take_arrived(arrived);
+        self.hear_arrived(arrived);
         let (mut status, ms) = self.finished(started);
         match result {
             Ok(edit) => {
@@ -495,14 +495,14 @@ impl WorkerState {
         let max_bars = self.params.window_bars.value().max(1) as usize;
         let mut changed = false;
         while let Ok(capture) = self.link.captures.pop() {
-            changed |= self.take(capture, max_bars);
+            changed |= self.hear(capture, max_bars);
         }
         changed
     }
 
-    /// Takes one capture into the window; true when it changed what is
+    /// Hears one capture into the window; true when it changed what is
     /// (being) composed.
-    fn take(&mut self, capture: Capture, max_bars: usize) -> bool {
+    fn hear(&mut self, capture: Capture, max_bars: usize) -> bool {
         let answer_start = self.composition.answer.as_ref().map(|(start, _)| *start);
         let listening = Listening {
             answer_start,
@@ -510,7 +510,7 @@ impl WorkerState {
             continue_mode: self.params.mode.value() == Mode::Continue,
             max_bars,
         };
-        let taken = listening.take(&mut self.window, &mut self.pending_answer, capture);
+        let taken = listening.hear(&mut self.window, &mut self.pending_answer, capture);
         if taken.withdraws_answer {
             self.composition.answer = None;
             self.publish();
@@ -544,11 +544,11 @@ impl WorkerState {
         }
     }
 
-    /// Takes in what arrived while a composition ran.
-    fn take_arrived(&mut self, arrived: Vec<Capture>) {
+    /// Hears what arrived while a composition ran.
+    fn hear_arrived(&mut self, arrived: Vec<Capture>) {
         let max_bars = self.params.window_bars.value().max(1) as usize;
         for capture in arrived {
-            self.take(capture, max_bars);
+            self.hear(capture, max_bars);
         }
     }
 
@@ -636,7 +636,7 @@ impl WorkerState {
             },
         };
         let (user_cancel, arrived) = (observer.user_cancel, observer.arrived);
-        self.take_arrived(arrived);
+        self.hear_arrived(arrived);
         let (mut status, ms) = self.finished(started);
         // Playing resumed (or a new phrase ended) after the last noise level:
         // this answer is not wanted any more.
@@ -784,10 +784,10 @@ struct Taken {
 }
 
 impl Listening {
-    /// Takes one capture into `window` and the answer asked for: the one
+    /// Hears one capture into `window` and the answer asked for: the one
     /// place that decides what fresh input does, used by the worker on its
     /// take and by a composition's observer on a copy.
-    fn take(
+    fn hear(
         &self,
         window: &mut Window,
         pending_answer: &mut Option<i64>,
@@ -806,7 +806,7 @@ impl Listening {
                 }
             }
         }
-        taken.changed |= window.take(capture, self.max_bars);
+        taken.changed |= window.hear(capture, self.max_bars);
         if let Some(at) = window.take_phrase_end() {
             if self.continue_mode && !self.answer_kept {
                 taken.changed |= pending_answer.is_some_and(|p| p != at);
@@ -864,7 +864,7 @@ impl Observer for Watch<'_> {
             self.arrived.push(capture);
             let taken = self
                 .listening
-                .take(&mut self.window, &mut self.pending_answer, capture);
+                .hear(&mut self.window, &mut self.pending_answer, capture);
             if taken.withdraws_answer {
                 self.listening.answer_start = None;
             }
