@@ -105,7 +105,7 @@ pub struct SamplingDefaults {
     /// What each Langevin step moves towards; cards written before the
     /// choice existed moved towards the mean.
     #[serde(default)]
-    pub target: crate::sampler::Target,
+    pub target: Target,
 }
 
 impl Default for SamplingDefaults {
@@ -116,7 +116,7 @@ impl Default for SamplingDefaults {
             step_size: 0.5,
             temperature: 1.0,
             rules: 0.0,
-            target: crate::sampler::Target::Draw,
+            target: Target::Draw,
         }
     }
 }
@@ -242,6 +242,42 @@ impl ModelCard {
     }
 }
 
+/// What each Langevin step moves the relaxation towards.
+///
+/// The denoiser's output is a *mixture*: per cell, the probability of each
+/// token. Moving towards its mean (`Mean`, the textbook update) is mode
+/// seeking on a discrete grid: where the network hesitates between holding
+/// a note (one token) and any of several new pitches (probability spread
+/// over many tokens), the relaxation drifts to the single concentrated
+/// token level after level, and voices stop moving — half of Bach's notes
+/// per beat in the inner voices, a continuation that holds one chord for
+/// four bars. `Draw` moves towards a one-hot draw of every free cell from
+/// the (rule-guided) denoiser instead, so each level commits to notes in the
+/// proportions the network gives them and the next level denoises a
+/// plausible piece rather than an average of pieces (models/README.md
+/// measures both).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The denoiser's mean D(x, σ) (cards written before `Draw` existed).
+    #[default]
+    Mean,
+    /// A one-hot draw from D(x, σ) at the run's temperature.
+    Draw,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> crate::error::Result<Target> {
+        match text {
+            "mean" => Ok(Target::Mean),
+            "draw" => Ok(Target::Draw),
+            other => Err(crate::error::CantorError::input(format!(
+                "unknown Langevin target '{other}': use mean or draw"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +301,6 @@ mod tests {
         assert_eq!(defaults.rules, 0.0);
         assert_eq!(defaults.levels, 20);
         // ... and move towards the denoiser's mean, as they were tuned to.
-        assert_eq!(defaults.target, crate::sampler::Target::Mean);
+        assert_eq!(defaults.target, Target::Mean);
     }
 }

@@ -28,6 +28,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::card::SamplingDefaults;
+pub use crate::card::Target;
 use crate::constraints::Constraints;
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice, VOICES};
@@ -167,42 +168,6 @@ impl SamplerKind {
             "gibbs" => Ok(SamplerKind::Gibbs),
             other => Err(CantorError::input(format!(
                 "unknown sampler '{other}': use langevin or gibbs"
-            ))),
-        }
-    }
-}
-
-/// What each Langevin step moves the relaxation towards.
-///
-/// The denoiser's output is a *mixture*: per cell, the probability of each
-/// token. Moving towards its mean (`Mean`, the textbook update) is mode
-/// seeking on a discrete grid: where the network hesitates between holding
-/// a note (one token) and any of several new pitches (probability spread
-/// over many tokens), the relaxation drifts to the single concentrated
-/// token level after level, and voices stop moving — half of Bach's notes
-/// per beat in the inner voices, a continuation that holds one chord for
-/// four bars. `Draw` moves towards a one-hot draw of every free cell from
-/// the (rule-guided) denoiser instead, so each level commits to notes in the
-/// proportions the network gives them and the next level denoises a
-/// plausible piece rather than an average of pieces (models/README.md
-/// measures both).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    /// The denoiser's mean D(x, σ) (cards written before `Draw` existed).
-    #[default]
-    Mean,
-    /// A one-hot draw from D(x, σ) at the run's temperature.
-    Draw,
-}
-
-impl Target {
-    pub fn parse(text: &str) -> Result<Target> {
-        match text {
-            "mean" => Ok(Target::Mean),
-            "draw" => Ok(Target::Draw),
-            other => Err(CantorError::input(format!(
-                "unknown Langevin target '{other}': use mean or draw"
             ))),
         }
     }

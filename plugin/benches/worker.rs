@@ -11,9 +11,9 @@
 //! (`cantor::worker::inference_device`): the CPU, or in a `--features cuda`
 //! build the GPU when there is one.
 
+use cantor::composer::Mode;
 use cantor::composer::{harmonize, ComposeSettings, Composition};
 use cantor::link::Capture;
-use cantor::params::Mode;
 use cantor::take::{regenerate, Region};
 use cantor::window::Window;
 use cantor_engine::model::{device_name, shipped};

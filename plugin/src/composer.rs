@@ -12,10 +12,23 @@ use std::collections::BTreeMap;
 
 use cantor_engine::grid::{Note, Score, Token, Voice, DEFAULT_VELOCITY};
 use cantor_engine::{compose, KeyChoice, Mask, Observer, Problem, SamplerSettings, ScoreModel};
+use nice_plug::prelude::Enum;
 use serde::{Deserialize, Serialize};
 
 use crate::playback::{Schedule, ScheduledNote};
 use crate::window::{Bar, HeardNote, Window};
+
+/// What Cantor writes: harmony under what it hears, or an answer after it.
+#[derive(Enum, Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub enum Mode {
+    /// Write alto, tenor and bass under every bar heard.
+    #[id = "harmonize"]
+    #[default]
+    Harmonize,
+    /// Answer a phrase with N new bars when the input stops at a bar line.
+    #[id = "continue"]
+    Continue,
+}
 
 /// How generated voices go out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,8 @@ use nice_plug_egui::{
     RepaintNotifier,
 };
 
-use crate::params::{CantorParams, KeyLock, Mode};
+use crate::composer::Mode;
+use crate::params::{CantorParams, KeyLock};
 use crate::roll::{piano_roll, RollState, INPUT_COLOR, VOICE_COLORS};
 use crate::shared::{Command, Shared, Status};
 use crate::take::{extent, take_bars, take_score};

@@ -20,6 +20,7 @@ pub mod link;
 pub mod params;
 pub mod playback;
 pub mod roll;
+pub mod session;
 pub mod shared;
 pub mod take;
 pub mod window;

@@ -9,7 +9,7 @@ use egui::{
     Align2, Color32, CornerRadius, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, Vec2,
 };
 
-use crate::params::Mode;
+use crate::composer::Mode;
 use crate::shared::{Command, Status};
 use crate::take::{bar_at, extent, generated, take_bars, Region, TakeBar};
 

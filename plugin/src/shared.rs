@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use cantor_engine::Voice;
 
 use crate::composer::Composition;
-use crate::params::Mode;
+use crate::composer::Mode;
 use crate::take::Region;
 use crate::window::Window;
 

@@ -15,10 +15,10 @@ use cantor_engine::grid::{Score, TimeSignature, Voice};
 use cantor_engine::{CantorError, Mask, Problem, ScoreModel};
 use serde::{Deserialize, Serialize};
 
+use crate::composer::Mode;
 use crate::composer::{
     compose_in_range, melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
 };
-use crate::params::Mode;
 use crate::window::{Bar, HeardNote, Window};
 
 /// Cells the musician masked: steps `start..end` of the chosen voices.

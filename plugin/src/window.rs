@@ -16,6 +16,27 @@ use serde::{Deserialize, Serialize};
 use crate::grid_time::nearest_step;
 use crate::link::Capture;
 
+/// Bounds on what the window and the take hold (a saved session must keep
+/// them before the worker adopts it): positions and lengths a host could
+/// produce, far from what makes a grid allocation abort the host.
+pub mod limits {
+    /// Latest step a bar, note or answer may start at (2^40 16ths: ~500,000
+    /// years at 120 BPM).
+    pub const MAX_POSITION: i64 = 1 << 40;
+    /// Longest bar, in steps (16/1).
+    pub const MAX_BAR_STEPS: i64 = 256;
+    /// Most bars in the window (the window parameter's maximum, plus an
+    /// adopted answer).
+    pub const MAX_BARS: usize = 64;
+    /// Widest stretch from the first bar to the end of the last (or of the
+    /// answer), in steps: the take's grid spans it.
+    pub const MAX_SPAN: i64 = 1 << 16;
+    /// Longest answer, in steps.
+    pub const MAX_ANSWER_STEPS: usize = 64 * MAX_BAR_STEPS as usize;
+    /// Most notes heard in one bar.
+    pub const MAX_NOTES_PER_BAR: usize = 4096;
+}
+
 /// A melody note at absolute grid steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeardNote {
@@ -273,7 +294,7 @@ impl Window {
     /// ones near the newest: after a jump far along the song the take's
     /// grid (which spans the window) stays small.
     fn trim(&mut self, max_bars: usize) {
-        use crate::params::session_limits::{MAX_BAR_STEPS, MAX_SPAN};
+        use limits::{MAX_BAR_STEPS, MAX_SPAN};
         if let Some(newest) = self.bars.values().max_by_key(|b| b.heard).map(|b| b.start) {
             let reach = MAX_SPAN / 2 - MAX_BAR_STEPS;
             self.bars.retain(|start, _| (start - newest).abs() <= reach);

@@ -19,9 +19,11 @@ use cantor_engine::model::{device_name, select_device, shipped};
 use cantor_engine::sampler::{AnnealingFrame, Observer};
 use cantor_engine::{CantorError, KeyChoice, SamplerSettings, ScoreModel};
 
+use crate::composer::Mode;
 use crate::composer::{answer, harmonize, schedule, ComposeSettings, Composition, Watcher};
 use crate::link::{Capture, WorkerLink};
-use crate::params::{CantorParams, Mode, Session};
+use crate::params::CantorParams;
+use crate::session::Session;
 pub use crate::shared::{Annealing, Command, Shared, Status};
 use crate::take::{regenerate, take_bars, History, Region};
 use crate::window::Window;
@@ -717,7 +719,7 @@ impl WorkerState {
         self.stamp.1 += 1;
         if let Ok(mut session) = self.params.session.write() {
             *session = Session {
-                version: crate::params::SESSION_VERSION,
+                version: crate::session::SESSION_VERSION,
                 window: self.window.clone(),
                 composition: self.composition.clone(),
                 stamp: self.stamp,

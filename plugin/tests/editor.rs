@@ -1,8 +1,8 @@
 //! The editor as a musician uses it, driven through egui's test harness:
 //! dragging across bars masks them and asks for exactly their cells.
 
+use cantor::composer::Mode;
 use cantor::composer::{CellToken, Composition};
-use cantor::params::Mode;
 use cantor::roll::{piano_roll, RollState};
 use cantor::shared::{Command, Status};
 use cantor::take::Region;

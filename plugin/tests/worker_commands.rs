@@ -166,9 +166,9 @@ fn masked_bars_are_regenerated_undone_redone_and_kept() {
 }
 
 /// A saved session as a damaged or hostile project file could hold it.
-fn session_with(bars: &[(i64, i64)], stamp: u64) -> cantor::params::Session {
+fn session_with(bars: &[(i64, i64)], stamp: u64) -> cantor::session::Session {
     use cantor::window::{Bar, HeardNote};
-    let mut session = cantor::params::Session {
+    let mut session = cantor::session::Session {
         stamp: (999, stamp),
         ..Default::default()
     };
@@ -212,7 +212,7 @@ fn a_damaged_saved_session_starts_fresh_and_the_worker_keeps_composing() {
         .harmony
         .insert(16, vec![[CellToken::Rest; 4]; 16]);
     let mut later = session_with(&[(0, 16)], 0);
-    later.version = cantor::params::SESSION_VERSION + 1;
+    later.version = cantor::session::SESSION_VERSION + 1;
     let damaged = [
         (
             "a bar of 10^12 steps",
@@ -235,7 +235,7 @@ fn a_damaged_saved_session_starts_fresh_and_the_worker_keeps_composing() {
         // session written meanwhile: write it again until it is read.
         let status = loop {
             stamp += 1;
-            *params.session.write().unwrap() = cantor::params::Session {
+            *params.session.write().unwrap() = cantor::session::Session {
                 stamp: (999, stamp),
                 ..session.clone()
             };
