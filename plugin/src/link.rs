@@ -60,8 +60,21 @@ pub struct AudioLink {
     /// the next block: (sample offset, what), sent by
     /// [`AudioLink::send_held`]. Capacity reserved in [`link`].
     held: Vec<(u32, Input)>,
-    /// The current (then the last) block, and the loop its host reported.
-    block: Option<(HeldBlock, Option<(f64, f64)>)>,
+    /// The current (then the last) block.
+    block: Option<CurrentBlock>,
+}
+
+/// The block being heard, with what is known of it when it starts.
+#[derive(Clone, Copy, Debug)]
+struct CurrentBlock {
+    held: HeldBlock,
+    /// The loop its host reported.
+    reported: Option<(f64, f64)>,
+    /// The block in song position as far as it is known now.
+    span: BlockSpan,
+    /// Input before this sample offset is placed at once (all of it when
+    /// the host reported the loop).
+    certain_before: u32,
 }
 
 /// An input note event of a block, at a sample offset.
@@ -131,7 +144,15 @@ impl AudioLink {
     /// Begins a block's input: where the block plays, and the loop the
     /// host reports for it (`None`: unknown until the next block).
     pub fn start_block(&mut self, block: HeldBlock, reported: Option<(f64, f64)>) {
-        self.block = Some((block, reported));
+        self.block = Some(CurrentBlock {
+            held: block,
+            reported,
+            span: BlockSpan::new(block.clock, reported),
+            certain_before: match reported {
+                Some(_) => u32::MAX,
+                None => first_uncertain_sample(&block.clock),
+            },
+        });
     }
 
     /// Hears one of the block's input events. It goes to the worker now
@@ -142,11 +163,11 @@ impl AudioLink {
     /// [`HELD_CAPACITY`] waiting events the rest are dropped (never an
     /// every-key note-off).
     pub fn hear(&mut self, offset: u32, input: Input) {
-        let Some((block, reported)) = self.block else {
+        let Some(block) = self.block else {
             return;
         };
-        if reported.is_some() || offset < first_uncertain_sample(&block.clock) {
-            self.send_input(&BlockSpan::new(block.clock, reported), offset, input);
+        if offset < block.certain_before {
+            self.send_input(&block.span, offset, input);
             return;
         }
         if self.held.len() < self.held.capacity() || matches!(input, Input::AllOff) {
@@ -160,12 +181,11 @@ impl AudioLink {
     /// Ends the block: where the playhead went, as far as it is known (the
     /// stretch after an unreported wrap follows with the held input).
     pub fn end_block(&mut self) {
-        let Some((block, reported)) = self.block else {
+        let Some(block) = self.block else {
             return;
         };
-        let span = BlockSpan::new(block.clock, reported);
-        for (_, stretch) in span.stretches() {
-            self.send_playhead(&block, &stretch);
+        for (_, stretch) in block.span.stretches() {
+            self.send_playhead(&block.held, &stretch);
         }
     }
 
@@ -174,7 +194,12 @@ impl AudioLink {
     /// next block's position revealed), and where the playhead went after
     /// a wrap the host did not report.
     pub fn send_held(&mut self, looping: Option<(f64, f64)>) {
-        let Some((block, reported)) = self.block.take() else {
+        let Some(CurrentBlock {
+            held: block,
+            reported,
+            ..
+        }) = self.block.take()
+        else {
             self.held.clear();
             return;
         };

@@ -494,25 +494,29 @@ impl WorkerState {
 
     /// Moves captures into the window; true if a bar changed.
     fn drain_captures(&mut self) -> bool {
-        let max_bars = self.params.window_bars.value().max(1) as usize;
         let mut changed = false;
         while let Ok(capture) = self.link.captures.pop() {
-            changed |= self.hear(capture, max_bars);
+            changed |= self.hear(capture);
         }
         changed
     }
 
-    /// Hears one capture into the window; true when it changed what is
-    /// (being) composed.
-    fn hear(&mut self, capture: Capture, max_bars: usize) -> bool {
-        let answer_start = self.composition.answer.as_ref().map(|(start, _)| *start);
-        let listening = Listening {
-            answer_start,
+    /// What a capture meets now besides the window.
+    fn listening(&self) -> Listening {
+        Listening {
+            answer_start: self.composition.answer.as_ref().map(|(start, _)| *start),
             answer_kept: self.answer_kept(),
             continue_mode: self.params.mode.value() == Mode::Continue,
-            max_bars,
-        };
-        let taken = listening.hear(&mut self.window, &mut self.pending_answer, capture);
+            max_bars: self.params.window_bars.value().max(1) as usize,
+        }
+    }
+
+    /// Hears one capture into the window; true when it changed what is
+    /// (being) composed.
+    fn hear(&mut self, capture: Capture) -> bool {
+        let taken = self
+            .listening()
+            .hear(&mut self.window, &mut self.pending_answer, capture);
         if taken.withdraws_answer {
             self.composition.answer = None;
             self.publish();
@@ -525,13 +529,7 @@ impl WorkerState {
     /// is being composed; the worker takes them in once the run returns.
     fn watch(&mut self) -> Watch<'_> {
         self.shared.cancel.store(false, Ordering::SeqCst);
-        let max_bars = self.params.window_bars.value().max(1) as usize;
-        let listening = Listening {
-            answer_start: self.composition.answer.as_ref().map(|(start, _)| *start),
-            answer_kept: self.answer_kept(),
-            continue_mode: self.params.mode.value() == Mode::Continue,
-            max_bars,
-        };
+        let listening = self.listening();
         Watch {
             shared: &self.shared,
             stop: &self.stop,
@@ -548,9 +546,8 @@ impl WorkerState {
 
     /// Hears what arrived while a composition ran.
     fn hear_arrived(&mut self, arrived: Vec<Capture>) {
-        let max_bars = self.params.window_bars.value().max(1) as usize;
         for capture in arrived {
-            self.hear(capture, max_bars);
+            self.hear(capture);
         }
     }
 
