@@ -124,7 +124,7 @@ pub fn run(options: BenchOptions) -> Result<Vec<BenchRow>> {
         let mut total = Tally::default();
         for (problem, window) in problems.iter().zip(&windows) {
             let started = Instant::now();
-            let out = solve(system, &model, problem, window, &settings)?;
+            let out = solve(system, &model, None, problem, window, &settings)?;
             times.push(started.elapsed().as_secs_f64());
             total.add(&tally(&out, problem, Some(window)));
         }

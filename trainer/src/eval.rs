@@ -32,6 +32,8 @@ use rand_distr::StandardNormal;
 use serde::Serialize;
 
 use crate::data::Corpus;
+use crate::deepbach::sample::compose as deepbach_compose;
+use crate::deepbach::DeepBach;
 use crate::plots;
 use crate::train::BatchMaker;
 
@@ -43,21 +45,59 @@ pub enum Task {
     Infill,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Who writes the music: Bach (the reference), Cantor's two samplers, the
+/// rule baseline, and the DeepBach peer at a budget (`trainer eval
+/// --deepbach`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum System {
     Bach,
     Langevin,
     Gibbs,
     Baseline,
+    /// DeepBach's pseudo-Gibbs at this many updates per free cell, in
+    /// hundredths (6250: the reference's 62.5).
+    DeepBach {
+        centi_updates: u32,
+    },
 }
 
-pub const SYSTEMS: [System; 4] = [
-    System::Bach,
-    System::Langevin,
-    System::Gibbs,
-    System::Baseline,
-];
+impl System {
+    /// The report's key: `bach`, `langevin`, …, `deepbach@62.5`.
+    pub fn key(&self) -> String {
+        match self {
+            System::Bach => "bach".into(),
+            System::Langevin => "langevin".into(),
+            System::Gibbs => "gibbs".into(),
+            System::Baseline => "baseline".into(),
+            System::DeepBach { centi_updates } => {
+                format!("deepbach@{}", *centi_updates as f64 / 100.0)
+            }
+        }
+    }
+
+    pub fn deepbach(updates_per_cell: f32) -> System {
+        System::DeepBach {
+            centi_updates: (updates_per_cell * 100.0).round().max(1.0) as u32,
+        }
+    }
+}
+
+impl std::fmt::Display for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            System::DeepBach { centi_updates } => {
+                write!(f, "DeepBach ({} upd./cell)", *centi_updates as f64 / 100.0)
+            }
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+impl Serialize for System {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.key())
+    }
+}
 
 /// Bars of the continue task's prompt, and of its answer.
 pub const PROMPT_BARS: usize = 4;
@@ -125,10 +165,12 @@ pub fn continuation_tally(output: &Score, problem: &Problem) -> Tally {
     Tally::of_continuation(&output.slice(0..start), &output.slice(start..output.len()))
 }
 
-/// Output of one system on one problem.
+/// Output of one system on one problem (`deepbach`: the peer, needed for
+/// its systems).
 pub fn solve(
     system: System,
     model: &ScoreModel,
+    deepbach: Option<&DeepBach>,
     problem: &Problem,
     reference: &Score,
     settings: &SamplerSettings,
@@ -136,6 +178,13 @@ pub fn solve(
     Ok(match system {
         System::Bach => reference.clone(),
         System::Baseline => baseline(problem),
+        System::DeepBach { centi_updates } => {
+            let peer = deepbach.context("a DeepBach system needs --deepbach MODEL")?;
+            let mut schedule = peer.card.sampling.clone();
+            schedule.updates_per_cell = centi_updates as f32 / 100.0;
+            let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+            deepbach_compose(peer, problem, &schedule, &mut rng)?.score
+        }
         System::Langevin | System::Gibbs => {
             let mut s = settings.clone();
             s.kind = if system == System::Gibbs {
@@ -182,7 +231,30 @@ pub struct EvalReport {
     pub denoising: Vec<DenoisingLevel>,
     /// Coconet-style likelihood of the split (None when not measured).
     pub likelihood: Option<Likelihood>,
+    /// The DeepBach peer's pseudo-likelihood of the split (with --deepbach).
+    pub deepbach: Option<DeepBachRecord>,
 }
+
+/// What the report says of the DeepBach peer besides its music.
+#[derive(Serialize)]
+pub struct DeepBachRecord {
+    pub model: String,
+    pub parameters: usize,
+    /// Its sampler's schedule, the budget aside (the columns name it).
+    pub schedule: crate::deepbach::GibbsSchedule,
+    /// Cross-entropy of each cell's true token given every other cell,
+    /// nats per cell (four voices averaged; then S A T B), on up to
+    /// [`PSEUDO_NLL_POSITIONS`] positions of the split, and the accuracy of
+    /// the most probable token. A pseudo-likelihood: DeepBach's
+    /// conditionals define no joint distribution, so the orderless-NADE
+    /// likelihood above has no DeepBach counterpart.
+    pub pseudo_nll_per_cell: f64,
+    pub pseudo_nll_voices: [f64; 4],
+    pub accuracy: f64,
+}
+
+/// Positions of the split DeepBach's pseudo-likelihood is measured on.
+pub const PSEUDO_NLL_POSITIONS: usize = 8192;
 
 #[derive(Serialize)]
 pub struct SettingsRecord {
@@ -216,6 +288,11 @@ pub struct EvalOptions {
     pub nll_crops: usize,
     /// Write piano-roll PNGs here ([`write_plots`]).
     pub plots: Option<PathBuf>,
+    /// Which of Cantor's systems run beside Bach (Langevin, Gibbs, Baseline).
+    pub systems: Vec<System>,
+    /// The DeepBach peer, and the budgets (updates per free cell) it runs at.
+    pub deepbach: Option<PathBuf>,
+    pub deepbach_budgets: Vec<f32>,
 }
 
 pub fn run(options: EvalOptions) -> Result<EvalReport> {
@@ -231,6 +308,21 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         options.split
     );
     let s = &options.settings;
+    let deepbach = match &options.deepbach {
+        Some(path) => Some(DeepBach::load(path, &device)?),
+        None => None,
+    };
+    let mut systems = vec![System::Bach];
+    systems.extend(options.systems.iter().filter(|s| **s != System::Bach));
+    if deepbach.is_some() {
+        let budgets = match options.deepbach_budgets.is_empty() {
+            true => vec![deepbach
+                .as_ref()
+                .map_or(62.5, |d| d.card.sampling.updates_per_cell)],
+            false => options.deepbach_budgets.clone(),
+        };
+        systems.extend(budgets.iter().map(|b| System::deepbach(*b)));
+    }
 
     let mut tasks = BTreeMap::new();
     for task in &options.tasks {
@@ -243,9 +335,9 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
                 continue;
             };
             solved += 1;
-            for system in SYSTEMS {
+            for &system in &systems {
                 let started = Instant::now();
-                let out = solve(system, &model, &problem, &reference, s)
+                let out = solve(system, &model, deepbach.as_ref(), &problem, &reference, s)
                     .with_context(|| format!("{task:?} piece {index} with {system:?}"))?;
                 *seconds.entry(system).or_default() += started.elapsed().as_secs_f64();
                 let compare = (system != System::Bach).then_some(&reference);
@@ -265,7 +357,7 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
             .collect();
         let seconds_per_piece = seconds
             .into_iter()
-            .filter(|(k, _)| matches!(k, System::Langevin | System::Gibbs))
+            .filter(|(k, _)| !matches!(k, System::Bach | System::Baseline))
             .map(|(k, v)| (k, v / solved.max(1) as f64))
             .collect();
         tasks.insert(
@@ -292,6 +384,21 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         )?),
         false => None,
     };
+    let deepbach = match &deepbach {
+        Some(peer) => {
+            let (nll, voices, accuracy) =
+                crate::deepbach::train::pseudo_likelihood(peer, pieces, PSEUDO_NLL_POSITIONS)?;
+            Some(DeepBachRecord {
+                model: peer.origin.display().to_string(),
+                parameters: peer.parameters(),
+                schedule: peer.card.sampling.clone(),
+                pseudo_nll_per_cell: nll,
+                pseudo_nll_voices: voices,
+                accuracy,
+            })
+        }
+        None => None,
+    };
     let report = EvalReport {
         model: options.model.display().to_string(),
         data: corpus.source.clone(),
@@ -309,6 +416,7 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         tasks,
         denoising,
         likelihood,
+        deepbach,
     };
     let markdown = markdown(&report);
     println!("{markdown}");
@@ -622,7 +730,7 @@ pub fn write_plots(
         for system in [System::Bach, System::Langevin, System::Gibbs] {
             outputs.push((
                 system,
-                solve(system, model, &problem, &reference, settings)?,
+                solve(system, model, None, &problem, &reference, settings)?,
             ));
         }
         let panels: Vec<plots::Panel> = outputs
@@ -676,7 +784,13 @@ pub fn markdown(report: &EvalReport) -> String {
             md += "No piece of the split is long enough for this task.\n";
             continue;
         }
-        md += "| metric | Bach | Langevin | Gibbs | Baseline |\n|---|---|---|---|---|\n";
+        let columns: Vec<System> = t.systems.keys().copied().collect();
+        let names: Vec<String> = columns.iter().map(System::to_string).collect();
+        md += &format!(
+            "| metric | {} |\n|---|{}\n",
+            names.join(" | "),
+            "---|".repeat(columns.len())
+        );
         type Pick = Box<dyn Fn(&Summary) -> Option<f64>>;
         let mut rows: Vec<(String, Pick)> = vec![
             (
@@ -747,7 +861,7 @@ pub fn markdown(report: &EvalReport) -> String {
             Box::new(|s| s.tonic_dominant_ending_fraction),
         ));
         for (name, pick) in rows {
-            let values: Vec<Option<f64>> = SYSTEMS
+            let values: Vec<Option<f64>> = columns
                 .iter()
                 .map(|sys| t.systems.get(sys).and_then(&pick))
                 .collect();
@@ -756,7 +870,7 @@ pub fn markdown(report: &EvalReport) -> String {
             if values.iter().all(Option::is_none) {
                 continue;
             }
-            let cells: Vec<String> = SYSTEMS
+            let cells: Vec<String> = columns
                 .iter()
                 .zip(&values)
                 .map(|(sys, v)| match (sys, v) {
@@ -770,7 +884,7 @@ pub fn markdown(report: &EvalReport) -> String {
         let secs: Vec<String> = t
             .seconds_per_piece
             .iter()
-            .map(|(k, v)| format!("{k:?} {v:.2} s"))
+            .map(|(k, v)| format!("{k} {v:.2} s"))
             .collect();
         md += &format!("\nSampling time per piece: {}.\n", secs.join(", "));
         md += &targets(*task, t);
@@ -819,6 +933,24 @@ pub fn markdown(report: &EvalReport) -> String {
             l.coconet
         );
     }
+    if let Some(d) = &report.deepbach {
+        let s = &d.schedule;
+        md += &format!(
+            "\n## The DeepBach peer\n\n`{}` ({} parameters): parallel pseudo-Gibbs, {} cells of a voice redrawn at once, temperature {} × {} per iteration down to {}; the columns name the budget in updates per free cell (the reference: 62.5). Pseudo-likelihood of the split (each cell given every other cell; not a likelihood, so not comparable with the figure above): **{:.3} nats per cell** (S {:.3}, A {:.3}, T {:.3}, B {:.3}), top-1 accuracy {:.3}.\n",
+            d.model,
+            d.parameters,
+            s.parallel,
+            s.start_temperature,
+            s.decay,
+            s.temperature,
+            d.pseudo_nll_per_cell,
+            d.pseudo_nll_voices[0],
+            d.pseudo_nll_voices[1],
+            d.pseudo_nll_voices[2],
+            d.pseudo_nll_voices[3],
+            d.accuracy
+        );
+    }
     md
 }
 
@@ -838,16 +970,16 @@ fn targets(task: Task, t: &TaskReport) -> String {
         return String::new();
     };
     let mut out = String::new();
-    for system in [System::Langevin, System::Gibbs] {
-        let Some(s) = t.systems.get(&system) else {
+    for (&system, s) in &t.systems {
+        if matches!(system, System::Bach | System::Baseline) {
             continue;
-        };
+        }
         let checks = task_targets(task, s, bach);
         let line: Vec<String> = checks
             .iter()
             .map(|(name, ok)| format!("{name}: {}", if *ok { "yes" } else { "**no**" }))
             .collect();
-        out += &format!("\nTargets ({system:?} vs Bach): {}.\n", line.join("; "));
+        out += &format!("\nTargets ({system} vs Bach): {}.\n", line.join("; "));
     }
     out
 }

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod data;
+mod deepbach;
 mod eval;
 mod plots;
 mod train;
@@ -34,6 +35,61 @@ enum Command {
     Eval(EvalArgs),
     /// Sampler speed against quality across settings.
     Bench(BenchArgs),
+    /// Train the DeepBach peer (four voice networks; checkpoints beside
+    /// --out; --resume continues; stops when the validation loss stops
+    /// improving).
+    Deepbach(DeepBachArgs),
+}
+
+#[derive(clap::Args)]
+struct DeepBachArgs {
+    /// JSB chorales JSON, or a folder of MIDI / MusicXML files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the best weights (by validation loss) go; the card beside them,
+    /// checkpoints in OUT.ckpt/.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// Most optimizer steps (each trains the four networks on a batch).
+    #[arg(long, default_value_t = 20_000)]
+    steps: usize,
+    /// Positions per batch.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 250)]
+    eval_every: usize,
+    /// Evaluations without a better validation loss before stopping.
+    #[arg(long, default_value_t = 4)]
+    patience: usize,
+    #[arg(long, default_value_t = 4096)]
+    valid_positions: usize,
+    /// Steps each LSTM reads on its side (the reference: 16).
+    #[arg(long, default_value_t = 16)]
+    context: usize,
+    #[arg(long, default_value_t = 20)]
+    note_embedding: usize,
+    #[arg(long, default_value_t = 20)]
+    meta_embedding: usize,
+    #[arg(long, default_value_t = 2)]
+    lstm_layers: usize,
+    #[arg(long, default_value_t = 128)]
+    lstm_hidden: usize,
+    #[arg(long, default_value_t = 128)]
+    linear_hidden: usize,
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +154,25 @@ struct EvalArgs {
     /// Write piano rolls (Bach, Langevin, Gibbs) of the first pieces here.
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// Cantor's systems to run beside Bach.
+    #[arg(long, value_delimiter = ',', default_values = ["langevin", "gibbs", "baseline"], value_parser = parse_system)]
+    systems: Vec<eval::System>,
+    /// A DeepBach model (`trainer deepbach`) to run beside them.
+    #[arg(long)]
+    deepbach: Option<PathBuf>,
+    /// DeepBach's budgets, in updates per free cell (default: its card's,
+    /// the reference's 62.5).
+    #[arg(long, value_delimiter = ',')]
+    deepbach_budgets: Vec<f32>,
+}
+
+fn parse_system(s: &str) -> Result<eval::System, String> {
+    match s {
+        "langevin" => Ok(eval::System::Langevin),
+        "gibbs" => Ok(eval::System::Gibbs),
+        "baseline" => Ok(eval::System::Baseline),
+        _ => Err(format!("expected langevin, gibbs or baseline, not {s}")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -276,9 +351,45 @@ fn main() -> ExitCode {
                 nll_orderings: a.nll_orderings,
                 nll_crops: a.nll_crops,
                 plots: a.plots,
+                systems: a.systems,
+                deepbach: a.deepbach,
+                deepbach_budgets: a.deepbach_budgets,
             })
             .map(|_| ())
         }),
+        Command::Deepbach(a) => {
+            let name = a.name.clone().unwrap_or_else(|| {
+                a.out
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("deepbach")
+                    .to_string()
+            });
+            deepbach::train::train(deepbach::train::DeepBachTrainConfig {
+                data: a.data,
+                out: a.out,
+                name,
+                split_seed: a.split_seed,
+                architecture: deepbach::net::Architecture {
+                    context: a.context,
+                    note_embedding: a.note_embedding,
+                    meta_embedding: a.meta_embedding,
+                    lstm_layers: a.lstm_layers,
+                    lstm_hidden: a.lstm_hidden,
+                    linear_hidden: a.linear_hidden,
+                    dropout: a.dropout,
+                },
+                batch: a.batch,
+                lr: a.lr,
+                steps: a.steps,
+                eval_every: a.eval_every,
+                patience: a.patience,
+                valid_positions: a.valid_positions,
+                seed: a.seed,
+                device: a.device,
+                resume: a.resume,
+            })
+        }
         Command::Bench(a) => bench::run(bench::BenchOptions {
             model: a.model,
             data: a.data,

@@ -281,3 +281,126 @@ fn bad_corpora_are_refused_before_training() {
     assert!(!run.status.success());
     assert!(text(&run).contains("nothing.json"), "{}", text(&run));
 }
+
+/// The DeepBach peer as a user runs it: a tiny model trained a few steps
+/// (checkpoint, refusal to overwrite, resume), then evaluated beside a tiny
+/// Cantor model at two budgets.
+#[test]
+fn deepbach_trains_resumes_and_runs_beside_cantor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("jsb.json");
+    write_jsb(&data, 4, 32);
+    let cantor = dir.path().join("m.safetensors");
+    let peer = dir.path().join("db.safetensors");
+    let (d, c, p) = (
+        data.to_str().unwrap(),
+        cantor.to_str().unwrap(),
+        peer.to_str().unwrap(),
+    );
+    let mut args = vec!["train", "--data", d, "--out", c, "--steps", "2"];
+    args.extend(TINY);
+    let run = trainer(&args);
+    assert!(run.status.success(), "{}", text(&run));
+
+    const SMALL: [&str; 18] = [
+        "--context",
+        "4",
+        "--note-embedding",
+        "3",
+        "--meta-embedding",
+        "2",
+        "--lstm-hidden",
+        "6",
+        "--linear-hidden",
+        "6",
+        "--batch",
+        "8",
+        "--eval-every",
+        "1",
+        "--valid-positions",
+        "16",
+        "--patience",
+        "100",
+    ];
+    let mut args = vec!["deepbach", "--data", d, "--out", p, "--steps", "2"];
+    args.extend(SMALL);
+    let run = trainer(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("db.json")).unwrap()).unwrap();
+    assert_eq!(card["format"], "cantor-deepbach/1");
+    assert_eq!(card["training"]["curve"].as_array().unwrap().len(), 2);
+    assert!(card["training"]["curve"][1]["valid"].as_f64().unwrap() > 0.0);
+
+    let again = trainer(&args);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--resume"), "{}", text(&again));
+    let mut resume = vec![
+        "deepbach", "--data", d, "--out", p, "--steps", "3", "--resume",
+    ];
+    resume.extend(SMALL);
+    let run = trainer(&resume);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("resumed at step 2"), "{}", text(&run));
+    assert!(text(&run).contains("step 3:"), "{}", text(&run));
+
+    // A Cantor card is not a DeepBach card: a clear error, no panic.
+    let wrong = trainer(&[
+        "eval",
+        "--model",
+        c,
+        "--data",
+        d,
+        "--split",
+        "test",
+        "--nll",
+        "off",
+        "--deepbach",
+        c,
+    ]);
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong).contains("not 'cantor-deepbach/1'"),
+        "{}",
+        text(&wrong)
+    );
+
+    let report = dir.path().join("eval");
+    let run = trainer(&[
+        "eval",
+        "--model",
+        c,
+        "--data",
+        d,
+        "--split",
+        "test",
+        "--levels",
+        "3",
+        "--nll",
+        "off",
+        "--systems",
+        "langevin",
+        "--deepbach",
+        p,
+        "--deepbach-budgets",
+        "2,4",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let md = std::fs::read_to_string(dir.path().join("eval.md")).unwrap();
+    for heading in [
+        "| metric | Bach | Langevin | DeepBach (2 upd./cell) | DeepBach (4 upd./cell) |",
+        "Targets (DeepBach (2 upd./cell) vs Bach)",
+        "## The DeepBach peer",
+    ] {
+        assert!(md.contains(heading), "{heading} missing from:\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
+    let harmonize = &json["tasks"]["harmonize"];
+    assert!(harmonize["systems"]["deepbach@4"]["chord_beat_fraction"].is_number());
+    assert!(harmonize["seconds_per_piece"]["deepbach@2"].is_number());
+    assert!(harmonize["systems"]["gibbs"].is_null());
+    assert!(json["deepbach"]["pseudo_nll_per_cell"].as_f64().unwrap() > 0.0);
+}

@@ -20,7 +20,7 @@
 
 mod batches;
 mod checkpoint;
-mod optim;
+pub(crate) mod optim;
 
 pub use batches::{Batch, BatchMaker};
 

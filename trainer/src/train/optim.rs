@@ -5,10 +5,10 @@ use anyhow::{bail, Result};
 use candle_core::{backprop::GradStore, Tensor, Var};
 
 /// Adam with decoupled weight decay, with moments we can checkpoint.
-pub(super) struct Adam {
-    pub(super) m: Vec<Tensor>,
-    pub(super) v: Vec<Tensor>,
-    pub(super) t: usize,
+pub(crate) struct Adam {
+    pub(crate) m: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
+    pub(crate) t: usize,
 }
 
 const BETA1: f64 = 0.9;
@@ -19,7 +19,7 @@ const WEIGHT_DECAY: f64 = 1e-5;
 const MAX_GRAD_NORM: f64 = 1.0;
 
 impl Adam {
-    pub(super) fn new(vars: &[(String, Var)]) -> Result<Adam> {
+    pub(crate) fn new(vars: &[(String, Var)]) -> Result<Adam> {
         let zeros = |v: &Var| v.as_tensor().zeros_like();
         Ok(Adam {
             m: vars
@@ -34,7 +34,7 @@ impl Adam {
         })
     }
 
-    pub(super) fn step(
+    pub(crate) fn step(
         &mut self,
         vars: &[(String, Var)],
         grads: &GradStore,
