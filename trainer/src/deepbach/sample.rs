@@ -80,24 +80,52 @@ pub fn compose(
     let (mut calls, mut updates) = (0usize, 0usize);
     for _ in 0..iterations {
         temperature = (temperature * schedule.decay).max(schedule.temperature);
-        let mut redraws: Vec<(Voice, Vec<usize>, Vec<f32>)> = Vec::new();
-        for v in Voice::ALL {
-            let cells = &free[v.index()];
-            if cells.is_empty() {
-                continue;
-            }
-            let picked: Vec<usize> = (0..schedule.parallel)
-                .map(|_| cells[rng.random_range(0..cells.len())])
+        // Each voice's cells to redraw, then the voices' networks at once
+        // (one thread each: they read the same state and share nothing).
+        let picks: Vec<(Voice, Vec<usize>)> = Voice::ALL
+            .into_iter()
+            .filter(|v| !free[v.index()].is_empty())
+            .map(|v| {
+                let cells = &free[v.index()];
+                let picked = (0..schedule.parallel)
+                    .map(|_| cells[rng.random_range(0..cells.len())])
+                    .collect();
+                (v, picked)
+            })
+            .collect();
+        let state_ref = &state;
+        let probs: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = picks
+                .iter()
+                .map(|(v, picked)| {
+                    scope.spawn(move || -> Result<Vec<f32>> {
+                        let mut inputs = HostInputs::default();
+                        for &t in picked {
+                            inputs.push(
+                                context,
+                                t as i64,
+                                |s| state_ref.cell(s),
+                                |s| state_ref.meta_at(s),
+                            );
+                        }
+                        let x = inputs.tensors(&model.device)?;
+                        let logits = model.voices[v.index()].forward(&x, false)?;
+                        flat(&candle_nn::ops::softmax_last_dim(&logits)?)
+                    })
+                })
                 .collect();
-            let mut inputs = HostInputs::default();
-            for &t in &picked {
-                inputs.push(context, t as i64, |s| state.cell(s), |s| state.meta_at(s));
-            }
-            let x = inputs.tensors(&model.device)?;
-            let logits = model.voices[v.index()].forward(&x, false)?;
-            let probs = candle_nn::ops::softmax_last_dim(&logits)?;
-            redraws.push((v, picked, flat(&probs)?));
-            calls += 1;
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a voice network panicked")))
+                })
+                .collect()
+        });
+        calls += picks.len();
+        let mut redraws = Vec::with_capacity(picks.len());
+        for ((v, picked), p) in picks.into_iter().zip(probs) {
+            redraws.push((v, picked, p?));
         }
         // All of an iteration's draws come from the same state.
         for (v, picked, probs) in redraws {
