@@ -371,7 +371,14 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         );
     }
     if let Some(dir) = &options.plots {
-        write_plots(&model, pieces, s, dir)?;
+        // DeepBach at its first budget, beneath Cantor's samplers.
+        let peer = deepbach.as_ref().zip(
+            systems
+                .iter()
+                .copied()
+                .find(|s| matches!(s, System::DeepBach { .. })),
+        );
+        write_plots(&model, peer, pieces, s, dir)?;
     }
     let denoising = denoising_levels(&model, pieces, &device)?;
     let likelihood = match options.nll {
@@ -713,6 +720,7 @@ pub fn crop_starts(steps: usize, count: usize) -> Vec<usize> {
 /// `DIR/continue-piece-N.png`.
 pub fn write_plots(
     model: &ScoreModel,
+    deepbach: Option<(&DeepBach, System)>,
     pieces: &[Score],
     settings: &SamplerSettings,
     dir: &Path,
@@ -727,10 +735,13 @@ pub fn write_plots(
             continue;
         };
         let mut outputs = Vec::new();
-        for system in [System::Bach, System::Langevin, System::Gibbs] {
+        let mut systems = vec![System::Bach, System::Langevin, System::Gibbs];
+        systems.extend(deepbach.map(|(_, system)| system));
+        for system in systems {
+            let peer = deepbach.map(|(peer, _)| peer);
             outputs.push((
                 system,
-                solve(system, model, None, &problem, &reference, settings)?,
+                solve(system, model, peer, &problem, &reference, settings)?,
             ));
         }
         let panels: Vec<plots::Panel> = outputs
@@ -740,6 +751,7 @@ pub fn write_plots(
                 label: match system {
                     System::Bach => plots::BACH,
                     System::Langevin => plots::LANGEVIN,
+                    System::DeepBach { .. } => plots::DEEPBACH,
                     _ => plots::GIBBS,
                 },
                 free: Some(&problem.mask),

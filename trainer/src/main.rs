@@ -151,7 +151,8 @@ struct EvalArgs {
     /// 2-core CPU).
     #[arg(long, default_value_t = 1)]
     nll_crops: usize,
-    /// Write piano rolls (Bach, Langevin, Gibbs) of the first pieces here.
+    /// Write piano rolls (Bach, Langevin, Gibbs, and DeepBach at its first
+    /// budget with --deepbach) of the first pieces here.
     #[arg(long)]
     plots: Option<PathBuf>,
     /// Cantor's systems to run beside Bach.

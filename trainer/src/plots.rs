@@ -24,6 +24,7 @@ pub const VOICE_COLOURS: [Rgb; VOICES] = [
 pub const BACH: Rgb = [255, 255, 255];
 pub const LANGEVIN: Rgb = [255, 150, 40];
 pub const GIBBS: Rgb = [40, 220, 230];
+pub const DEEPBACH: Rgb = [200, 90, 255];
 
 const BACKGROUND: Rgb = [22, 22, 26];
 /// Background of steps where the system wrote something.

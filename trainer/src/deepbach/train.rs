@@ -234,7 +234,9 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
     }
     let valid_batches = fixed_batches(&valid_set, config.valid_positions, context, &vocab);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(step as u64));
-    let started = Instant::now() - std::time::Duration::from_secs_f64(seconds);
+    // Seconds of earlier runs, plus this run's (an Instant cannot be moved
+    // back by them: a fresh machine's clock may not reach that far).
+    let (earlier, started) = (seconds, Instant::now());
     let (mut train_sum, mut train_n) = (0.0f64, 0usize);
     while step < config.steps {
         let mut inputs = HostInputs::default();
@@ -265,7 +267,7 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
         step += 1;
         if step % config.eval_every == 0 || step == config.steps {
             let (valid, valid_voices, valid_accuracy) = validate(&model, &valid_batches, &device)?;
-            seconds = started.elapsed().as_secs_f64();
+            seconds = earlier + started.elapsed().as_secs_f64();
             let point = CurvePoint {
                 step,
                 seconds,
