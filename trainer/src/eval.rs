@@ -312,8 +312,23 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         Some(path) => Some(DeepBach::load(path, &device)?),
         None => None,
     };
+    anyhow::ensure!(
+        options.deepbach.is_some() || options.deepbach_budgets.is_empty(),
+        "--deepbach-budgets needs --deepbach MODEL"
+    );
+    anyhow::ensure!(
+        options
+            .deepbach_budgets
+            .iter()
+            .all(|b| b.is_finite() && *b > 0.0),
+        "--deepbach-budgets must be positive numbers of updates per cell"
+    );
     let mut systems = vec![System::Bach];
-    systems.extend(options.systems.iter().filter(|s| **s != System::Bach));
+    for s in &options.systems {
+        if !systems.contains(s) {
+            systems.push(*s);
+        }
+    }
     if deepbach.is_some() {
         let budgets = match options.deepbach_budgets.is_empty() {
             true => vec![deepbach
@@ -321,7 +336,11 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
                 .map_or(62.5, |d| d.card.sampling.updates_per_cell)],
             false => options.deepbach_budgets.clone(),
         };
-        systems.extend(budgets.iter().map(|b| System::deepbach(*b)));
+        for b in budgets {
+            if !systems.contains(&System::deepbach(b)) {
+                systems.push(System::deepbach(b));
+            }
+        }
     }
 
     let mut tasks = BTreeMap::new();
@@ -954,7 +973,7 @@ pub fn markdown(report: &EvalReport) -> String {
             s.parallel,
             s.start_temperature,
             s.decay,
-            s.temperature,
+            s.final_temperature,
             d.pseudo_nll_per_cell,
             d.pseudo_nll_voices[0],
             d.pseudo_nll_voices[1],

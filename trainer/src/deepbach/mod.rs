@@ -14,6 +14,32 @@
 //! Cantor's hold does — plus DeepBach's START/END padding symbols outside
 //! the piece. The same tokens on both sides mean the comparison measures
 //! the models and the samplers, not two encodings.
+//!
+//! Where this differs from the authors' PyTorch code, and why:
+//! - Sizes: one LSTM layer of 96 units and MLPs of 128 (the reference: two
+//!   layers of 256, dropout 0.5 between them), so that the four networks
+//!   train to a flat validation loss on a 2-core CPU; 0.94 M parameters,
+//!   about Cantor's 0.87 M. Both are options of `trainer deepbach`.
+//! - Context: 16 steps on each side of t, always (the reference trains with
+//!   16–20 before and 11–15 after, and samples with 16 / 15).
+//! - Metadata: the tick within the beat and the key signature (the
+//!   relative major's tonic, estimated from the music: in training from
+//!   all four voices, when sampling from the known cells — the melody in
+//!   harmonize — as Cantor's `--key auto` does); JSB has no fermatas; the
+//!   reference's voice-index metadata is dropped (each network has one
+//!   voice); steps outside the piece have their own tick and key values
+//!   ("key unknown" is only ever seen there in training, so a problem with
+//!   no known note at all gives the networks an input they never saw).
+//! - Training: the four networks share one optimizer (Adam with decoupled
+//!   weight decay 1e-5 and the gradient clipped to norm 1 over all four,
+//!   Cantor's trainer's) on the same batch of positions; the reference
+//!   trains each voice's network in turn with plain Adam. A resumed run
+//!   draws new positions (seeded by the step), so it is not bit-identical
+//!   to an uninterrupted one.
+//! - Sampling: Cantor's constraints hold (the melody and every known cell
+//!   kept, key and range limits, a hold only after a sounding note and
+//!   never lengthening a known note); the random start draws no holds; the
+//!   reference allows its "__" anywhere.
 
 pub mod net;
 pub mod sample;
@@ -44,10 +70,12 @@ pub struct GibbsSchedule {
     /// reference's `batch_size_per_voice`).
     pub parallel: usize,
     /// Temperature at the first iteration, multiplied by `decay` at each
-    /// until it reaches `temperature` (the reference: 1.1, 0.9993, 1.0).
+    /// until it reaches `final_temperature` (the reference: 1.1, 0.9993,
+    /// 1.0).
     pub start_temperature: f32,
     pub decay: f32,
-    pub temperature: f32,
+    #[serde(alias = "temperature")]
+    pub final_temperature: f32,
 }
 
 impl Default for GibbsSchedule {
@@ -57,7 +85,7 @@ impl Default for GibbsSchedule {
             parallel: 8,
             start_temperature: 1.1,
             decay: 0.9993,
-            temperature: 1.0,
+            final_temperature: 1.0,
         }
     }
 }
@@ -98,7 +126,7 @@ impl DeepBachCard {
             bail!("dropout {} is not in [0, 1)", a.dropout);
         }
         let s = &self.sampling;
-        if !(s.updates_per_cell > 0.0 && s.temperature > 0.0 && s.start_temperature > 0.0) {
+        if !(s.updates_per_cell > 0.0 && s.final_temperature > 0.0 && s.start_temperature > 0.0) {
             bail!("the sampling schedule needs positive updates and temperatures: {s:?}");
         }
         if s.parallel == 0 || !(s.decay > 0.0 && s.decay <= 1.0) {

@@ -4,7 +4,12 @@
 //! its free cells (drawn at random, with replacement) are redrawn at once
 //! from that voice's network given the current state of every other cell;
 //! the temperature starts at `start_temperature` and is multiplied by
-//! `decay` at each iteration down to `temperature`.
+//! `decay` at each iteration down to `final_temperature`.
+//!
+//! The budget, `updates_per_cell`, holds for the voice with the most free
+//! cells: the run has `updates_per_cell × that count / parallel`
+//! iterations, and a voice with fewer free cells (an infill over some
+//! voices only) is redrawn as often, so more often per cell.
 //!
 //! The constraints Cantor's samplers honour hold here too: known cells are
 //! never redrawn (the melody is kept), a free cell's pitch must be allowed
@@ -27,13 +32,17 @@ use super::{DeepBach, Encoded, GibbsSchedule};
 pub struct Sampled {
     pub score: Score,
     /// Network calls (one per voice per iteration) and cells redrawn.
-    pub calls: usize,
+    pub network_calls: usize,
     pub updates: usize,
 }
 
 impl std::fmt::Debug for Sampled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} calls, {} updates", self.calls, self.updates)
+        write!(
+            f,
+            "{} network calls, {} updates",
+            self.network_calls, self.updates
+        )
     }
 }
 
@@ -65,10 +74,15 @@ pub fn compose(
         Voice::ALL.map(|v| (0..steps).filter(|t| problem.mask.is_free(*t, v)).collect());
     // DeepBach's random start: each free cell an allowed token at random.
     for v in Voice::ALL {
+        let ok: Vec<usize> = (0..vocab.voice_size(v))
+            .filter(|i| allowed[v.index()][*i] && *i != HOLD_INDEX)
+            .collect();
+        if !free[v.index()].is_empty() && ok.len() < 2 {
+            anyhow::bail!(
+                "the {v} may not sound any pitch: the key and range constraints leave it none"
+            );
+        }
         for &t in &free[v.index()] {
-            let ok: Vec<usize> = (0..vocab.voice_size(v))
-                .filter(|i| allowed[v.index()][*i] && *i != HOLD_INDEX)
-                .collect();
             state.cells[t][v.index()] = ok[rng.random_range(0..ok.len())] as u32;
         }
     }
@@ -77,9 +91,9 @@ pub fn compose(
         .ceil() as usize;
     let context = model.context();
     let mut temperature = schedule.start_temperature;
-    let (mut calls, mut updates) = (0usize, 0usize);
+    let (mut network_calls, mut updates) = (0usize, 0usize);
     for _ in 0..iterations {
-        temperature = (temperature * schedule.decay).max(schedule.temperature);
+        temperature = (temperature * schedule.decay).max(schedule.final_temperature);
         // Each voice's cells to redraw, then the voices' networks at once
         // (one thread each: they read the same state and share nothing).
         let picks: Vec<(Voice, Vec<usize>)> = Voice::ALL
@@ -122,7 +136,7 @@ pub fn compose(
                 })
                 .collect()
         });
-        calls += picks.len();
+        network_calls += picks.len();
         let mut redraws = Vec::with_capacity(picks.len());
         for ((v, picked), p) in picks.into_iter().zip(probs) {
             redraws.push((v, picked, p?));
@@ -150,7 +164,9 @@ pub fn compose(
                     continue;
                 }
                 let mut u = rng.random::<f64>() * total;
-                let mut chosen = weights.len() - 1;
+                // Rounding may carry u past the last weight: then the last
+                // token that may be drawn.
+                let mut chosen = weights.iter().rposition(|w| *w > 0.0).unwrap_or(0);
                 for (i, w) in weights.iter().enumerate() {
                     if u < *w {
                         chosen = i;
@@ -184,7 +200,7 @@ pub fn compose(
     problem.finish(&mut score);
     Ok(Sampled {
         score,
-        calls,
+        network_calls,
         updates,
     })
 }
@@ -277,7 +293,7 @@ mod tests {
         let problem = harmonize_problem(&piece, Voice::Soprano, KeyChoice::Fixed(key)).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let out = compose(&model, &problem, &model.card.sampling, &mut rng).unwrap();
-        assert!(out.calls > 0 && out.updates > 0, "{out:?}");
+        assert!(out.network_calls > 0 && out.updates > 0, "{out:?}");
         for t in 0..piece.len() {
             assert_eq!(
                 out.score.get(t, Voice::Soprano),
@@ -325,5 +341,23 @@ mod tests {
             }
         }
         assert!(changed_inside > 0, "the masked bar was not rewritten");
+    }
+
+    #[test]
+    fn a_voice_left_no_pitch_is_a_clear_error() {
+        let (model, _) = tiny();
+        let piece = chorale(1);
+        let key = cantor_engine::Key::parse("C").unwrap();
+        let mut problem = harmonize_problem(&piece, Voice::Soprano, KeyChoice::Fixed(key)).unwrap();
+        problem.constraints.ranges[Voice::Alto.index()] = Some(cantor_engine::VoiceRange {
+            lowest: 61,
+            highest: 61,
+        });
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let err = compose(&model, &problem, &model.card.sampling, &mut rng).unwrap_err();
+        assert!(
+            err.to_string().contains("alto may not sound any pitch"),
+            "{err}"
+        );
     }
 }

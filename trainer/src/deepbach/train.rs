@@ -97,7 +97,7 @@ impl Positions {
             out.push((encoded, room));
         }
         if total == 0 {
-            bail!("no steps to train on");
+            bail!("no steps to read (no piece, or none the vocabulary can spell)");
         }
         Ok(Positions { pieces: out, ends })
     }
@@ -129,8 +129,8 @@ impl Positions {
         let moved = |s: i64| {
             let mut row = encoded.cell(s);
             for (v, x) in row.iter_mut().enumerate() {
-                // Pitches (index ≥ 2) move; rest, hold, START, END do not.
-                if *x >= 2 && *x < sizes[v] {
+                // Pitches move; rest, hold, START, END do not.
+                if *x >= FIRST_PITCH && *x < sizes[v] {
                     *x = (*x as i32 + shift) as u32;
                 }
             }
@@ -148,7 +148,20 @@ impl Positions {
     }
 }
 
+/// The index of a voice's lowest pitch: rest and hold come before it.
+const FIRST_PITCH: u32 = 2;
+
 pub fn train(config: DeepBachTrainConfig) -> Result<()> {
+    for (name, value) in [
+        ("--eval-every", config.eval_every),
+        ("--batch", config.batch),
+        ("--valid-positions", config.valid_positions),
+        ("--patience", config.patience),
+    ] {
+        if value == 0 {
+            bail!("{name} must be at least 1");
+        }
+    }
     let device = cantor_engine::model::select_device(&config.device)?;
     let corpus = Corpus::load(&config.data, config.split_seed)?;
     corpus.announce();
@@ -174,6 +187,12 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
                     ckpt.display(),
                     state.config.data.display(),
                     state.config.split_seed
+                );
+            }
+            if state.card.architecture != config.architecture {
+                eprintln!(
+                    "note: resuming with the checkpoint's architecture {:?}; the sizes given are ignored",
+                    state.card.architecture
                 );
             }
             state.card.clone()
@@ -231,6 +250,13 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
             state.curve,
         );
         eprintln!("resumed at step {step}");
+        if since_best >= config.patience {
+            eprintln!(
+                "already converged: no better validation loss in the last {since_best} evaluations (best {:.4}); raise --patience to train on",
+                best.unwrap_or(f64::NAN)
+            );
+            return Ok(());
+        }
     }
     let valid_batches = fixed_batches(&valid_set, config.valid_positions, context, &vocab);
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(step as u64));
@@ -317,7 +343,9 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
                 card: card.clone(),
                 config: config.clone(),
             };
-            std::fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
+            let tmp = state_file.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
+            std::fs::rename(&tmp, &state_file)?;
             if since_best >= config.patience {
                 eprintln!(
                     "converged: no better validation loss in {} evaluations (best {:.4})",
@@ -403,8 +431,8 @@ fn save_checkpoint(
     write_card(&dir.join("card.json"), card)
 }
 
-/// Fixed batches: `count` seeded positions of a split, not transposed,
-/// with their true tokens.
+/// Fixed batches: `count` seeded positions of a split (drawn with
+/// replacement), not transposed, with their true tokens.
 fn fixed_batches(
     set: &Positions,
     count: usize,
@@ -439,7 +467,14 @@ pub fn pseudo_likelihood(
     pieces: &[Score],
     positions: usize,
 ) -> Result<(f64, [f64; 4], f64)> {
-    let set = Positions::new(pieces, &model.card.vocabulary)?;
+    // Pieces the vocabulary cannot spell are left out (the samplers only
+    // need their known cells to fit).
+    let fitting: Vec<Score> = pieces
+        .iter()
+        .filter(|p| model.card.vocabulary.transposition_room(p).is_some())
+        .cloned()
+        .collect();
+    let set = Positions::new(&fitting, &model.card.vocabulary)?;
     let batches = fixed_batches(
         &set,
         positions.min(set.total()),
@@ -457,7 +492,7 @@ fn validate(
     device: &Device,
 ) -> Result<(f64, [f64; 4], f64)> {
     let mut sums = [0.0f64; 4];
-    let (mut right, mut count) = (0usize, 0usize);
+    let (mut correct, mut count) = (0usize, 0usize);
     let mut positions = 0usize;
     for (inputs, labels) in batches {
         let x = inputs.tensors(device)?;
@@ -468,7 +503,7 @@ fn validate(
             let loss = candle_nn::loss::cross_entropy(&logits, &yt)?.to_scalar::<f32>()? as f64;
             sums[v] += loss * y.len() as f64;
             let best = logits.argmax(1)?.to_vec1::<u32>()?;
-            right += best.iter().zip(&y).filter(|(a, b)| a == b).count();
+            correct += best.iter().zip(&y).filter(|(a, b)| a == b).count();
             count += y.len();
         }
         positions += labels.len();
@@ -477,6 +512,6 @@ fn validate(
     Ok((
         voices.iter().sum::<f64>() / 4.0,
         voices,
-        right as f64 / count.max(1) as f64,
+        correct as f64 / count.max(1) as f64,
     ))
 }
