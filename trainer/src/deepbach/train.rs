@@ -167,18 +167,7 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
     corpus.announce();
     let ckpt = config.out.with_extension("ckpt");
     let state_file = ckpt.join("state.json");
-    let resumed: Option<State> = match (std::fs::read(&state_file), config.resume) {
-        (Ok(bytes), true) => Some(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: unreadable checkpoint", state_file.display()))?,
-        ),
-        (Ok(_), false) => bail!(
-            "{} holds a checkpoint: pass --resume to continue it, or delete it to start afresh",
-            ckpt.display()
-        ),
-        (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
-        (Err(_), false) => None,
-    };
+    let resumed: Option<State> = crate::train::checkpoint::read_state(&ckpt, config.resume)?;
     let card = match &resumed {
         Some(state) => {
             if state.config.data != config.data || state.config.split_seed != config.split_seed {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use cantor_engine::card::ModelCard;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
@@ -18,6 +19,25 @@ pub(super) struct CheckpointState {
     pub(super) best_valid: Option<f64>,
     pub(super) card: ModelCard,
     pub(super) config: TrainConfig,
+}
+
+/// The state saved in the checkpoint folder `ckpt` (its `state.json`), for
+/// both trainers: `None` for a fresh run. A run resumes only when asked
+/// (`resume`), and refuses to start afresh over a checkpoint it was not
+/// asked to continue, so no run is lost by a forgotten flag.
+pub(crate) fn read_state<T: DeserializeOwned>(ckpt: &Path, resume: bool) -> Result<Option<T>> {
+    let state_file = ckpt.join("state.json");
+    match (std::fs::read(&state_file), resume) {
+        (Ok(bytes), true) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!("{}: unreadable checkpoint state", state_file.display())
+        })?)),
+        (Ok(_), false) => bail!(
+            "{} holds a checkpoint: pass --resume to continue it, or delete it to start afresh",
+            ckpt.display()
+        ),
+        (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
+        (Err(_), false) => Ok(None),
+    }
 }
 
 /// A checkpoint continues only on the data it was trained on, split the
@@ -106,4 +126,39 @@ pub(super) fn named(
         .enumerate()
         .map(|(i, (n, v))| (n.clone(), tensors(i, v)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_state;
+
+    #[test]
+    fn a_checkpoint_is_resumed_only_when_asked_and_never_started_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("m.ckpt");
+        // Nothing there: a fresh run starts, a resume is refused.
+        assert!(read_state::<serde_json::Value>(&ckpt, false)
+            .unwrap()
+            .is_none());
+        let err = read_state::<serde_json::Value>(&ckpt, true).unwrap_err();
+        assert!(err.to_string().contains("no checkpoint"), "{err}");
+
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), r#"{"step": 7}"#).unwrap();
+        // A checkpoint there: resumed with --resume, and a fresh run refuses
+        // to overwrite it.
+        let state: serde_json::Value = read_state(&ckpt, true).unwrap().unwrap();
+        assert_eq!(state["step"], 7);
+        let err = read_state::<serde_json::Value>(&ckpt, false).unwrap_err();
+        assert!(err.to_string().contains("pass --resume"), "{err}");
+
+        // A damaged state is an error that names the file, not a fresh start.
+        std::fs::write(ckpt.join("state.json"), "{ not json").unwrap();
+        let err = read_state::<serde_json::Value>(&ckpt, true).unwrap_err();
+        assert!(
+            err.to_string().contains("unreadable checkpoint state"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
 }

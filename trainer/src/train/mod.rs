@@ -19,7 +19,7 @@
 //! objective and the training loop.
 
 mod batches;
-mod checkpoint;
+pub(crate) mod checkpoint;
 pub(crate) mod optim;
 
 pub use batches::{Batch, BatchMaker};
@@ -119,19 +119,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
         bail!("the training window of {w} steps is longer than every piece (the longest has {longest} steps): pass shorter --windows");
     }
     let ckpt = checkpoint_dir(&config.out);
-    let resumed: Option<CheckpointState> =
-        match (std::fs::read(ckpt.join("state.json")), config.resume) {
-            (Ok(bytes), true) => Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{}: unreadable checkpoint state", ckpt.display()))?,
-            ),
-            (Ok(_), false) => bail!(
-                "{} holds a checkpoint: pass --resume to continue it, or delete it to start afresh",
-                ckpt.display()
-            ),
-            (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
-            (Err(_), false) => None,
-        };
+    let resumed: Option<CheckpointState> = checkpoint::read_state(&ckpt, config.resume)?;
     if let Some(state) = &resumed {
         check_same_data(state, &config, &ckpt)?;
     }
