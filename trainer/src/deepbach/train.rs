@@ -7,7 +7,6 @@
 //! run stops at `--steps` or when `--patience` evaluations in a row did
 //! not improve the validation loss (converged).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::net::{Architecture, HostInputs, KEY_UNKNOWN};
 use super::{DeepBach, DeepBachCard, Encoded, GibbsSchedule, DEEPBACH_FORMAT};
 use crate::data::{vocabulary_of, Corpus};
+use crate::train::checkpoint::{self, named, save_tensors, sorted_vars};
 use crate::train::optim::Adam;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -165,9 +165,8 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
     let device = cantor_engine::model::select_device(&config.device)?;
     let corpus = Corpus::load(&config.data, config.split_seed)?;
     corpus.announce();
-    let ckpt = config.out.with_extension("ckpt");
-    let state_file = ckpt.join("state.json");
-    let resumed: Option<State> = crate::train::checkpoint::read_state(&ckpt, config.resume)?;
+    let ckpt = checkpoint::checkpoint_dir(&config.out);
+    let resumed: Option<State> = checkpoint::read_state(&ckpt, config.resume)?;
     let card = match &resumed {
         Some(state) => {
             if state.config.data != config.data || state.config.split_seed != config.split_seed {
@@ -332,9 +331,7 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
                 card: card.clone(),
                 config: config.clone(),
             };
-            let tmp = state_file.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
-            std::fs::rename(&tmp, &state_file)?;
+            checkpoint::write_state(&ckpt, &state)?;
             if since_best >= config.patience {
                 eprintln!(
                     "converged: no better validation loss in {} evaluations (best {:.4})",
@@ -346,13 +343,6 @@ pub fn train(config: DeepBachTrainConfig) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
 }
 
 fn load_into(vars: &[(String, Var)], path: &Path, device: &Device) -> Result<()> {
@@ -367,13 +357,6 @@ fn load_into(vars: &[(String, Var)], path: &Path, device: &Device) -> Result<()>
     Ok(())
 }
 
-fn save_tensors(map: HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    candle_core::safetensors::save(&map, &tmp)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 fn write_card(out: &Path, card: &DeepBachCard) -> Result<()> {
     let path = out.with_extension("json");
     std::fs::write(&path, serde_json::to_string_pretty(card)? + "\n")
@@ -384,11 +367,7 @@ fn save_model(out: &Path, vars: &[(String, Var)], card: &DeepBachCard) -> Result
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let map = vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-        .collect();
-    save_tensors(map, out)?;
+    save_tensors(&named(vars, |_, v| v.as_tensor().clone()), out)?;
     write_card(out, card)
 }
 
@@ -399,22 +378,16 @@ fn save_checkpoint(
     card: &DeepBachCard,
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let named = |f: &dyn Fn(usize, &Var) -> Tensor| {
-        vars.iter()
-            .enumerate()
-            .map(|(i, (n, v))| (n.clone(), f(i, v)))
-            .collect::<HashMap<_, _>>()
-    };
     save_tensors(
-        named(&|_, v| v.as_tensor().clone()),
+        &named(vars, |_, v| v.as_tensor().clone()),
         &dir.join("weights.safetensors"),
     )?;
     save_tensors(
-        named(&|i, _| adam.m[i].clone()),
+        &named(vars, |i, _| adam.m[i].clone()),
         &dir.join("adam_m.safetensors"),
     )?;
     save_tensors(
-        named(&|i, _| adam.v[i].clone()),
+        &named(vars, |i, _| adam.v[i].clone()),
         &dir.join("adam_v.safetensors"),
     )?;
     write_card(&dir.join("card.json"), card)

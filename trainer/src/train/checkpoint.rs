@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
 use cantor_engine::card::ModelCard;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,15 @@ pub(crate) fn read_state<T: DeserializeOwned>(ckpt: &Path, resume: bool) -> Resu
         (Err(_), true) => bail!("--resume: no checkpoint in {}", ckpt.display()),
         (Err(_), false) => Ok(None),
     }
+}
+
+/// Writes `state` as the checkpoint folder's `state.json`, atomically (a
+/// crash mid-write leaves the previous state whole), for both trainers.
+pub(crate) fn write_state<T: Serialize>(ckpt: &Path, state: &T) -> Result<()> {
+    let tmp = ckpt.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)?;
+    std::fs::rename(&tmp, ckpt.join("state.json"))?;
+    Ok(())
 }
 
 /// A checkpoint continues only on the data it was trained on, split the
@@ -107,18 +117,27 @@ pub(super) fn start_from(
     Ok((card, weights))
 }
 
-pub(super) fn checkpoint_dir(out: &Path) -> PathBuf {
+pub(crate) fn checkpoint_dir(out: &Path) -> PathBuf {
     out.with_extension("ckpt")
 }
 
-pub(super) fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+pub(crate) fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let tmp = path.with_extension("tmp");
     candle_core::safetensors::save(map, &tmp)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
-pub(super) fn named(
+/// A var map's variables sorted by name: the fixed order in which the
+/// optimizer's moments and the checkpoint files are indexed.
+pub(crate) fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+pub(crate) fn named(
     vars: &[(String, Var)],
     tensors: impl Fn(usize, &Var) -> Tensor,
 ) -> HashMap<String, Tensor> {

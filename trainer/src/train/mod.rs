@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{check_fits, vocabulary_of, Corpus};
 use checkpoint::{
-    check_same_data, checkpoint_dir, named, save_tensors, start_from, CheckpointState,
+    check_same_data, checkpoint_dir, named, save_tensors, sorted_vars, start_from, CheckpointState,
 };
 use optim::Adam;
 
@@ -218,12 +218,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
         VarBuilder::from_varmap(&varmap, DType::F32, &device),
     )?;
     net.set_differentiable(true);
-    let vars: Vec<(String, Var)> = {
-        let data = varmap.data().lock().expect("varmap lock");
-        let mut v: Vec<(String, Var)> = data.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    };
+    let vars: Vec<(String, Var)> = sorted_vars(&varmap);
     let mut adam = Adam::new(&vars)?;
     let mut ema: HashMap<String, Tensor> =
         named(&vars, |_, v| v.as_tensor().detach().copy().expect("copy"));
@@ -306,10 +301,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
             card: card.clone(),
             config: config.clone(),
         };
-        let tmp = ckpt.join("state.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
-        std::fs::rename(&tmp, ckpt.join("state.json"))?;
-        Ok(())
+        checkpoint::write_state(&ckpt, &state)
     };
 
     while step < config.steps && !stop.load(Ordering::SeqCst) {
