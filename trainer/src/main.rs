@@ -292,6 +292,12 @@ struct TrainArgs {
     /// training starts from exactly the model's function.
     #[arg(long)]
     init_from: Option<PathBuf>,
+    /// Share of windows (0–1) drawn as the question the Gibbs sampler asks:
+    /// a block of 2–30% of a task's free cells unknown at σ_max, every other
+    /// cell exact (DeepBach's objective). The validation loss keeps the
+    /// ordinary masks.
+    #[arg(long, default_value_t = 0.0)]
+    gibbs_masks: f64,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -335,6 +341,7 @@ fn main() -> ExitCode {
                 resume: a.resume,
                 line_features: a.line_features,
                 init_from: a.init_from,
+                gibbs_masks: a.gibbs_masks,
             })
         }
         Command::Eval(a) => sampler_settings(&a.model, &a.sampling).and_then(|settings| {

@@ -27,6 +27,8 @@ pub struct BatchMaker<'a> {
     pieces: Vec<&'a Score>,
     vocab: &'a Vocabulary,
     noise: NoiseSchedule,
+    /// Share of windows drawn as Gibbs blocks ([`gibbs_block_mask`] at σ_max).
+    gibbs_share: f64,
 }
 
 impl<'a> BatchMaker<'a> {
@@ -46,7 +48,16 @@ impl<'a> BatchMaker<'a> {
             pieces: usable,
             vocab,
             noise,
+            gibbs_share: 0.0,
         })
+    }
+
+    /// Draw this share of the windows as the question the Gibbs sampler
+    /// asks ([`gibbs_block_mask`], at σ_max: a few notes unknown, every
+    /// other cell exact), DeepBach's objective; the rest as before.
+    pub fn with_gibbs_masks(mut self, share: f64) -> Self {
+        self.gibbs_share = share.clamp(0.0, 1.0);
+        self
     }
 
     pub fn batch(&self, window: usize, size: usize, rng: &mut ChaCha8Rng) -> Batch {
@@ -75,9 +86,19 @@ impl<'a> BatchMaker<'a> {
         let (lo, hi) = (self.noise.sigma_min.ln(), self.noise.sigma_max.ln());
         for _ in 0..size {
             let score = self.window(window, rng);
-            let mut mask = random_mask(window, rng);
+            // No draw when the share is 0, so such runs keep their streams.
+            let gibbs = self.gibbs_share > 0.0 && rng.random_bool(self.gibbs_share);
+            let mut mask = if gibbs {
+                gibbs_block_mask(window, rng)
+            } else {
+                random_mask(window, rng)
+            };
             mask.cover_note_tails(&score);
-            let drawn = (lo + (hi - lo) * rng.random::<f32>()).exp();
+            let drawn = if gibbs {
+                self.noise.sigma_max
+            } else {
+                (lo + (hi - lo) * rng.random::<f32>()).exp()
+            };
             let sigma = sigma.unwrap_or(drawn);
             let x0 = one_hot(&score, self.vocab);
             b.noisy.extend(
@@ -176,6 +197,33 @@ pub fn random_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
     mask
 }
 
+/// One step of the Gibbs sampler's question: a task's free region (as
+/// [`random_mask`] draws it) of which only a random block, 2–30% of its
+/// cells (the sampler's last blocks are 5%), is unknown; the rest of the
+/// region is known like the cells outside it. The caller frees the tails of
+/// the block's notes, as the sampler does.
+pub fn gibbs_block_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
+    let region = random_mask(steps, rng);
+    let share = rng.random_range(0.02..0.3);
+    let mut block = Mask::none(steps);
+    let mut free = Vec::new();
+    for step in 0..steps {
+        for voice in Voice::ALL {
+            if region.is_free(step, voice) {
+                free.push((step, voice));
+                if rng.random_bool(share) {
+                    block.set_free(step, voice, true);
+                }
+            }
+        }
+    }
+    if block.free_count() == 0 {
+        let (step, voice) = free[rng.random_range(0..free.len())];
+        block.set_free(step, voice, true);
+    }
+    block
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +236,19 @@ mod tests {
             let m = random_mask(32, &mut rng);
             assert!(m.free_count() > 0);
         }
+    }
+
+    #[test]
+    fn gibbs_blocks_free_a_few_cells_of_a_region() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (mut free, mut cells) = (0, 0);
+        for _ in 0..500 {
+            let m = gibbs_block_mask(32, &mut rng);
+            assert!(m.free_count() > 0);
+            free += m.free_count();
+            cells += 32 * 4;
+        }
+        let share = free as f64 / cells as f64;
+        assert!(share > 0.02 && share < 0.2, "share of free cells {share}");
     }
 }

@@ -83,6 +83,10 @@ pub struct TrainConfig {
     /// Start from this trained model's weights and card (fine-tuning).
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Share of training windows drawn as the Gibbs sampler's question
+    /// (a few notes unknown at σ_max, every other cell exact).
+    #[serde(default)]
+    pub gibbs_masks: f64,
 }
 
 /// Cross-entropy of the clean tokens of free cells, per free cell; also the
@@ -179,7 +183,8 @@ pub fn train(config: TrainConfig) -> Result<()> {
         .iter()
         .min()
         .context("no window length given")?;
-    let maker = BatchMaker::new(&corpus.train, &card.vocabulary, card.noise, min_window)?;
+    let maker = BatchMaker::new(&corpus.train, &card.vocabulary, card.noise, min_window)?
+        .with_gibbs_masks(config.gibbs_masks);
     let valid_maker = if corpus.valid.is_empty() {
         None
     } else {
@@ -531,6 +536,7 @@ mod tests {
             resume: false,
             line_features: true,
             init_from: None,
+            gibbs_masks: 0.0,
         };
         assert!(learning_rate(&config, 0) < 2e-5);
         let peak = learning_rate(&config, 100);
