@@ -302,6 +302,25 @@ fn deepbach_trains_resumes_and_runs_beside_cantor() {
     let run = trainer(&args);
     assert!(run.status.success(), "{}", text(&run));
 
+    // Cantor's network fine-tuned from it on the question DeepBach trains
+    // for (the Gibbs sampler's: a few notes unknown, the rest exact): the
+    // card records the share and where it started.
+    let tuned = dir.path().join("tuned.safetensors");
+    let mut args = vec!["train", "--data", d, "--out", tuned.to_str().unwrap()];
+    args.extend(["--steps", "2", "--init-from", c, "--line-features", "off"]);
+    args.extend(["--gibbs-masks", "0.5"]);
+    args.extend(TINY);
+    let run = trainer(&args);
+    assert!(run.status.success(), "{}", text(&run));
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("tuned.json")).unwrap()).unwrap();
+    assert_eq!(card["training"]["config"]["gibbs_masks"], 0.5);
+    assert!(
+        card["training"]["config"]["init_from"].is_string(),
+        "{card}"
+    );
+    assert!(card["training"]["valid_loss"].as_f64().is_some());
+
     const SMALL: [&str; 18] = [
         "--context",
         "4",
