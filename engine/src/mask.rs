@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use rand::Rng;
+
 use crate::error::CantorError;
 use crate::grid::{Score, Token, Voice, VOICES};
 
@@ -80,6 +82,30 @@ impl Mask {
             }
         }
         spans
+    }
+
+    /// A random block of this mask's free cells, each taken with
+    /// probability `share` (step by step, a step's voices in order), and at
+    /// least one when any cell is free: the cells one Gibbs step redraws
+    /// (the sampler, and the training windows that ask its question).
+    pub fn random_block<R: Rng>(&self, share: f64, rng: &mut R) -> Mask {
+        let mut block = Mask::none(self.len());
+        let mut free = Vec::new();
+        for step in 0..self.len() {
+            for voice in Voice::ALL {
+                if self.is_free(step, voice) {
+                    free.push((step, voice));
+                    if rng.random_bool(share) {
+                        block.set_free(step, voice, true);
+                    }
+                }
+            }
+        }
+        if block.free_count() == 0 && !free.is_empty() {
+            let (step, voice) = free[rng.random_range(0..free.len())];
+            block.set_free(step, voice, true);
+        }
+        block
     }
 
     /// Extends the mask over the tails of notes whose onset is free: a note

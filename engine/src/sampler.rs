@@ -612,16 +612,7 @@ impl<'a> Run<'a> {
                 (BLOCK_MAX - n as f64 / (ANNEAL_FRACTION * total as f64) * (BLOCK_MAX - BLOCK_MIN))
                     .max(BLOCK_MIN)
             };
-            let mut block = Mask::none(self.steps);
-            for &(t, v) in &free_cells {
-                if self.rng.random_bool(fraction) {
-                    block.set_free(t, v, true);
-                }
-            }
-            if block.free_count() == 0 {
-                let (t, v) = free_cells[self.rng.random_range(0..free_cells.len())];
-                block.set_free(t, v, true);
-            }
+            let mut block = self.problem.mask.random_block(fraction, &mut self.rng);
             // A note whose onset is redrawn is redrawn whole, as in training:
             // the network never saw a known hold after a free cell, and
             // given one it predicts too few new notes (voices freeze).

@@ -205,23 +205,7 @@ pub fn random_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
 pub fn gibbs_block_mask(steps: usize, rng: &mut ChaCha8Rng) -> Mask {
     let region = random_mask(steps, rng);
     let share = rng.random_range(0.02..0.3);
-    let mut block = Mask::none(steps);
-    let mut free = Vec::new();
-    for step in 0..steps {
-        for voice in Voice::ALL {
-            if region.is_free(step, voice) {
-                free.push((step, voice));
-                if rng.random_bool(share) {
-                    block.set_free(step, voice, true);
-                }
-            }
-        }
-    }
-    if block.free_count() == 0 {
-        let (step, voice) = free[rng.random_range(0..free.len())];
-        block.set_free(step, voice, true);
-    }
-    block
+    region.random_block(share, rng)
 }
 
 #[cfg(test)]
