@@ -46,6 +46,14 @@ pub struct NetworkConfig {
     /// read as `false`.
     #[serde(default)]
     pub line_features: bool,
+    /// Give every residual block the whole window's summary (its input
+    /// averaged over time) beside its dilated convolution. The convolutions
+    /// see `receptive_field` steps each side — four bars of 4/4 — so without
+    /// it the last bars of a continuation cannot see the prompt at all, and
+    /// its key reaches them only through the cells composed in between.
+    /// Cards written before it existed read as `false`.
+    #[serde(default)]
+    pub global_context: bool,
 }
 
 impl NetworkConfig {
@@ -62,6 +70,7 @@ impl NetworkConfig {
             dilations: vec![1, 2],
             sigma_features: 4,
             line_features: true,
+            global_context: true,
         }
     }
 }

@@ -99,9 +99,21 @@ pub struct Tally {
     /// Σ over continuations of the new bars' pitch-class overlap with the
     /// prompt.
     pub prompt_overlap_sum: f64,
+    /// Per bar of the continuation (the first [`PROMPT_OVERLAP_BARS`]):
+    /// Σ of that bar's pitch-class overlap with the prompt, and how many
+    /// continuations had the bar — does the key hold as the music moves
+    /// away from the prompt? Older reports lack it.
+    #[serde(default)]
+    pub prompt_overlap_by_bar: [f64; PROMPT_OVERLAP_BARS],
+    #[serde(default)]
+    pub prompt_bars: [usize; PROMPT_OVERLAP_BARS],
     /// Continuations whose last chord is the prompt key's tonic or dominant.
     pub tonic_dominant_endings: usize,
 }
+
+/// Bars of a continuation whose pitch-class overlap with the prompt is
+/// also reported bar by bar.
+pub const PROMPT_OVERLAP_BARS: usize = 4;
 
 /// Bins of the melodic-interval histogram: a leap down by more than an
 /// octave, −12 … +12 semitones, a leap up by more than an octave.
@@ -191,6 +203,10 @@ pub struct Summary {
     /// Continuations: mean pitch-class overlap of the new bars with the
     /// prompt (None when no continuation was measured).
     pub prompt_pitch_class_overlap: Option<f64>,
+    /// Continuations: the same overlap bar by bar (new bar 1, 2, …; None
+    /// where no continuation had that bar). Older reports lack it.
+    #[serde(default)]
+    pub prompt_overlap_by_bar: [Option<f64>; PROMPT_OVERLAP_BARS],
     /// Continuations: fraction whose last chord is the tonic or dominant of
     /// the prompt's key.
     pub tonic_dominant_ending_fraction: Option<f64>,
@@ -233,15 +249,24 @@ impl Tally {
     pub fn of_continuation(prompt: &Score, continuation: &Score) -> Tally {
         let ending =
             Key::estimate(prompt).is_some_and(|key| ends_on_tonic_or_dominant(continuation, key));
-        Tally {
+        let profile = pitch_class_profile(prompt);
+        let mut t = Tally {
             prompts: 1,
-            prompt_overlap_sum: histogram_overlap(
-                &pitch_class_profile(continuation),
-                &pitch_class_profile(prompt),
-            ),
+            prompt_overlap_sum: histogram_overlap(&pitch_class_profile(continuation), &profile),
             tonic_dominant_endings: ending as usize,
             ..Tally::default()
+        };
+        for (i, bar) in continuation
+            .bars()
+            .into_iter()
+            .take(PROMPT_OVERLAP_BARS)
+            .enumerate()
+        {
+            t.prompt_overlap_by_bar[i] =
+                histogram_overlap(&pitch_class_profile(&continuation.slice(bar)), &profile);
+            t.prompt_bars[i] = 1;
         }
+        t
     }
 
     /// Everything but the melodic lines.
@@ -404,6 +429,10 @@ impl Tally {
         self.wide_leaps += other.wide_leaps;
         self.prompts += other.prompts;
         self.prompt_overlap_sum += other.prompt_overlap_sum;
+        for i in 0..PROMPT_OVERLAP_BARS {
+            self.prompt_overlap_by_bar[i] += other.prompt_overlap_by_bar[i];
+            self.prompt_bars[i] += other.prompt_bars[i];
+        }
         self.tonic_dominant_endings += other.tonic_dominant_endings;
     }
 
@@ -466,6 +495,10 @@ impl Tally {
             wide_leaps_per_100_beats: per100(self.wide_leaps),
             prompt_pitch_class_overlap: (self.prompts > 0)
                 .then(|| self.prompt_overlap_sum / self.prompts as f64),
+            prompt_overlap_by_bar: std::array::from_fn(|i| {
+                (self.prompt_bars[i] > 0)
+                    .then(|| self.prompt_overlap_by_bar[i] / self.prompt_bars[i] as f64)
+            }),
             tonic_dominant_ending_fraction: (self.prompts > 0)
                 .then(|| self.tonic_dominant_endings as f64 / self.prompts as f64),
         }
@@ -824,5 +857,19 @@ mod tests {
         // D ¼ → ⅓ + 1/12 + 1/12.
         let overlap = s.prompt_pitch_class_overlap.unwrap();
         assert!((overlap - 0.5).abs() < 1e-9, "{overlap}");
+        // The continuation is one step: it has a first bar and no others.
+        assert_eq!(s.prompt_overlap_by_bar[0], Some(overlap));
+        assert_eq!(s.prompt_overlap_by_bar[1], None);
+        // Two bars of 4/4: the first keeps the prompt's C major, the second
+        // wanders to F♯ major (no pitch class in common).
+        let c = [72, 67, 64, 48];
+        let f_sharp = [70, 66, 61, 54];
+        let t = Tally::of_continuation(
+            &chords(&[c; 4]),
+            &chords(&[c, c, c, c, f_sharp, f_sharp, f_sharp, f_sharp]),
+        );
+        let s = t.summary(None);
+        assert_eq!(s.prompt_overlap_by_bar[..3], [Some(1.0), Some(0.0), None]);
+        assert!((s.prompt_pitch_class_overlap.unwrap() - 0.5).abs() < 1e-9);
     }
 }

@@ -19,7 +19,10 @@
 //!
 //! The body is a stack of non-causal residual blocks whose temporal
 //! convolutions are dilated (1, 2, 4, … steps), so a cell sees bars on both
-//! sides of it. Activations are laid out (batch, time, channels) and each
+//! sides of it. With `global_context` on (see the card), each block also
+//! adds its input averaged over the whole window, so a cell past the
+//! convolutions' reach still hears the key of the bars it cannot see.
+//! Activations are laid out (batch, time, channels) and each
 //! convolution is written as shifted copies concatenated into one matrix
 //! product: that keeps the forward and backward passes on plain GEMMs, which
 //! are the fast path of every candle backend.
@@ -120,6 +123,9 @@ struct ResidualBlock {
     sigma: Dense,
     norm2: ChannelNorm,
     mix: Dense,
+    /// With `global_context`: the block's input averaged over the window,
+    /// added at every step beside the convolution (starts at zero).
+    global: Option<Dense>,
     dilation: usize,
     kernel: usize,
 }
@@ -133,6 +139,11 @@ impl ResidualBlock {
             sigma: Dense::new(h, h, vb.pp("sigma"))?,
             norm2: ChannelNorm::new(h, vb.pp("norm2"))?,
             mix: Dense::zeroed(h, h, vb.pp("mix"))?,
+            global: if cfg.global_context {
+                Some(Dense::zeroed(h, h, vb.pp("global"))?)
+            } else {
+                None
+            },
             dilation,
             kernel: cfg.kernel,
         })
@@ -141,10 +152,14 @@ impl ResidualBlock {
     /// `xs`: (B, T, H); `noise`: (B, 1, H).
     fn forward(&self, xs: &Tensor, noise: &Tensor, differentiable: bool) -> Result<Tensor> {
         let h = candle_nn::ops::silu(&self.norm1.forward(xs, differentiable)?)?;
+        let mut context = self.sigma.forward(noise)?;
+        if let Some(global) = &self.global {
+            context = (context + global.forward(&h.mean_keepdim(1)?)?)?;
+        }
         let h = self
             .taps
             .forward(&shifted_taps(&h, self.kernel, self.dilation)?)?;
-        let h = h.broadcast_add(&self.sigma.forward(noise)?)?;
+        let h = h.broadcast_add(&context)?;
         let h = candle_nn::ops::silu(&self.norm2.forward(&h, differentiable)?)?;
         xs + self.mix.forward(&h)?
     }
@@ -353,7 +368,12 @@ impl ScoreNetwork {
                 0
             }) as f64;
         let per_step = inputs * h + self.blocks.len() as f64 * (k * h * h + h * h) + h * c;
-        2.0 * per_step * steps as f64
+        let per_window = if self.config.global_context {
+            self.blocks.len() as f64 * h * h
+        } else {
+            0.0
+        };
+        2.0 * (per_step * steps as f64 + per_window)
     }
 }
 
@@ -562,6 +582,45 @@ mod tests {
             for s in row {
                 assert!((s - 4.0).abs() < 1e-4, "{s}");
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn global_context_reaches_past_the_convolutions() -> Result<()> {
+        let vocab = Vocabulary::chorales();
+        let c = vocab.total_size();
+        let steps = 16;
+        let device = Device::Cpu;
+        // Two inputs that differ only at the last step, far beyond the tiny
+        // network's reach (3 steps) from the first.
+        let x = Tensor::randn(0f32, 1.0, (1, steps, c), &device)?;
+        let changed = x.slice_assign(
+            &[0..1, steps - 1..steps, 0..c],
+            &Tensor::randn(0f32, 1.0, (1, 1, c), &device)?,
+        )?;
+        let cond = Tensor::zeros((1, steps, c + EXTRA_CONDITIONING), DType::F32, &device)?;
+        let first_step = |net: &ScoreNetwork, x: &Tensor| -> Result<Vec<f32>> {
+            net.logits(x, &cond, &[1.0])?.get(0)?.get(0)?.to_vec1()
+        };
+        for global_context in [false, true] {
+            let config = NetworkConfig {
+                global_context,
+                ..NetworkConfig::tiny()
+            };
+            assert!(config.receptive_field() < steps - 1);
+            let varmap = candle_nn::VarMap::new();
+            let net = init_network(&config, &vocab, &varmap, &device)?;
+            // The global layers start at zero (a fine-tune starts from the
+            // old function); give them weights as training would.
+            for (name, var) in varmap.data().lock().expect("varmap").iter() {
+                if name.contains("global") || name.contains("mix") {
+                    var.set(&Tensor::randn(0f32, 0.5, var.shape(), &device)?)?;
+                }
+            }
+            let (a, b) = (first_step(&net, &x)?, first_step(&net, &changed)?);
+            let moved = a.iter().zip(&b).any(|(p, q)| (p - q).abs() > 1e-5);
+            assert_eq!(moved, global_context, "global context {global_context}");
         }
         Ok(())
     }

@@ -887,6 +887,12 @@ pub fn markdown(report: &EvalReport) -> String {
             "pitch-class overlap of the new bars with the prompt".into(),
             Box::new(|s| s.prompt_pitch_class_overlap),
         ));
+        for bar in 0..cantor_engine::metrics::PROMPT_OVERLAP_BARS {
+            rows.push((
+                format!("… of new bar {} alone", bar + 1),
+                Box::new(move |s| s.prompt_overlap_by_bar[bar]),
+            ));
+        }
         rows.push((
             "ends on tonic / dominant of the prompt's key".into(),
             Box::new(|s| s.tonic_dominant_ending_fraction),

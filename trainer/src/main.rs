@@ -285,6 +285,12 @@ struct TrainArgs {
     /// onset at every step): on or off.
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     line_features: bool,
+    /// Give every residual block the window's average beside its dilated
+    /// convolution, so cells past the convolutions' reach (62 steps) still
+    /// hear the whole window — the prompt's key at a continuation's end: on
+    /// or off. With --init-from, the new layers start at zero.
+    #[arg(long, default_value = "off", value_parser = on_off, action = clap::ArgAction::Set)]
+    global_context: bool,
     /// Start from a trained model (its .safetensors, card beside it) instead
     /// of random weights: its architecture, vocabulary and noise schedule are
     /// kept (--hidden, --dilations, --sigma-* are ignored). Input channels the
@@ -340,6 +346,7 @@ fn main() -> ExitCode {
                 device: a.device,
                 resume: a.resume,
                 line_features: a.line_features,
+                global_context: a.global_context,
                 init_from: a.init_from,
                 gibbs_masks: a.gibbs_masks,
             })

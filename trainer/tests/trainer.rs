@@ -303,18 +303,20 @@ fn deepbach_trains_resumes_and_runs_beside_cantor() {
     assert!(run.status.success(), "{}", text(&run));
 
     // Cantor's network fine-tuned from it on the question DeepBach trains
-    // for (the Gibbs sampler's: a few notes unknown, the rest exact): the
-    // card records the share and where it started.
+    // for (the Gibbs sampler's: a few notes unknown, the rest exact), with
+    // the global context added: the card records the share, the new
+    // architecture and where it started.
     let tuned = dir.path().join("tuned.safetensors");
     let mut args = vec!["train", "--data", d, "--out", tuned.to_str().unwrap()];
     args.extend(["--steps", "2", "--init-from", c, "--line-features", "off"]);
-    args.extend(["--gibbs-masks", "0.5"]);
+    args.extend(["--gibbs-masks", "0.5", "--global-context", "on"]);
     args.extend(TINY);
     let run = trainer(&args);
     assert!(run.status.success(), "{}", text(&run));
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("tuned.json")).unwrap()).unwrap();
     assert_eq!(card["training"]["config"]["gibbs_masks"], 0.5);
+    assert_eq!(card["architecture"]["global_context"], true);
     assert!(
         card["training"]["config"]["init_from"].is_string(),
         "{card}"

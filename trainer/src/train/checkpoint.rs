@@ -82,12 +82,15 @@ pub(super) fn check_same_data(
 }
 
 /// The card and weights of a trained model to fine-tune, widened to the
-/// line features when they are asked for and the model lacks them: the new
-/// input columns start at zero, so the network computes exactly what the
-/// model did until training teaches it to use them.
+/// line features or the global context when they are asked for and the
+/// model lacks them: the new input columns and the blocks' new global
+/// layers start at zero (the latter are created so by the network), so the
+/// network computes exactly what the model did until training teaches it
+/// to use them.
 pub(super) fn start_from(
     path: &Path,
     line_features: bool,
+    global_context: bool,
     device: &Device,
 ) -> Result<(ModelCard, HashMap<String, Tensor>)> {
     let card_file = cantor_engine::model::card_path(path);
@@ -98,6 +101,9 @@ pub(super) fn start_from(
     card.validate().map_err(anyhow::Error::msg)?;
     let mut weights = candle_core::safetensors::load(path, device)
         .with_context(|| format!("{}: unreadable weights", path.display()))?;
+    if global_context {
+        card.architecture.global_context = true;
+    }
     if line_features && !card.architecture.line_features {
         card.architecture.line_features = true;
         let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);

@@ -80,6 +80,9 @@ pub struct TrainConfig {
     /// Feed the network each voice's lines (`NetworkConfig::line_features`).
     #[serde(default)]
     pub line_features: bool,
+    /// Give every block the window's summary (`NetworkConfig::global_context`).
+    #[serde(default)]
+    pub global_context: bool,
     /// Start from this trained model's weights and card (fine-tuning).
     #[serde(default)]
     pub init_from: Option<PathBuf>,
@@ -128,7 +131,12 @@ pub fn train(config: TrainConfig) -> Result<()> {
         check_same_data(state, &config, &ckpt)?;
     }
     let start_model = match (&resumed, &config.init_from) {
-        (None, Some(path)) => Some(start_from(path, config.line_features, &device)?),
+        (None, Some(path)) => Some(start_from(
+            path,
+            config.line_features,
+            config.global_context,
+            &device,
+        )?),
         _ => None,
     };
     let mut card = match (&resumed, &start_model) {
@@ -165,6 +173,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
                     dilations: config.dilations.clone(),
                     sigma_features: 16,
                     line_features: config.line_features,
+                    global_context: config.global_context,
                 },
                 vocab,
                 NoiseSchedule {
@@ -535,6 +544,7 @@ mod tests {
             device: "cpu".into(),
             resume: false,
             line_features: true,
+            global_context: false,
             init_from: None,
             gibbs_masks: 0.0,
         };
