@@ -209,7 +209,9 @@ impl ModelCard {
             .iter()
             .map(|r| u64::from(r.highest.saturating_sub(r.lowest)) + 3)
             .sum::<u64>();
-        let parameters = a.dilations.len() as u64 * (a.kernel as u64 * h * h + h * h + 8 * h)
+        let global = if a.global_context { h * h + h } else { 0 };
+        let parameters = a.dilations.len() as u64
+            * (a.kernel as u64 * h * h + h * h + 8 * h + global)
             + (5 * channels + 16) * h
             + a.sigma_features as u64 * h;
         if parameters > MAX_PARAMETERS {

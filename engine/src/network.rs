@@ -334,6 +334,14 @@ impl ScoreNetwork {
                 &b.mix.weight,
                 &b.mix.bias,
             );
+            if let Some(global) = &b.global {
+                put(
+                    &mut out,
+                    &format!("blocks.{i}.global"),
+                    &global.weight,
+                    &global.bias,
+                );
+            }
             put(
                 &mut out,
                 &format!("blocks.{i}.norm1"),
