@@ -620,7 +620,8 @@ mod tests {
             let varmap = candle_nn::VarMap::new();
             let net = init_network(&config, &vocab, &varmap, &device)?;
             // The global layers start at zero (a fine-tune starts from the
-            // old function); give them weights as training would.
+            // old function), and so does each block's output mix; give them
+            // weights as training would.
             for (name, var) in varmap.data().lock().expect("varmap").iter() {
                 if name.contains("global") || name.contains("mix") {
                     var.set(&Tensor::randn(0f32, 0.5, var.shape(), &device)?)?;

@@ -19,7 +19,8 @@
 //! - Sizes: one LSTM layer of 96 units and MLPs of 128 (the reference: two
 //!   layers of 256, dropout 0.5 between them), so that the four networks
 //!   train to a flat validation loss on a 2-core CPU; 0.94 M parameters,
-//!   about Cantor's 0.87 M (1.04 M since the global context). Both are options of `trainer deepbach`.
+//!   about Cantor's 0.87 M (1.04 M since the global context). Both are
+//!   options of `trainer deepbach`.
 //! - Context: 16 steps on each side of t, always (the reference trains with
 //!   16–20 before and 11–15 after, and samples with 16 / 15).
 //! - Metadata: the tick within the beat and the key signature (the
