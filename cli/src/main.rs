@@ -93,6 +93,14 @@ struct Common {
     /// steadier, more static). Default from the model card.
     #[arg(long)]
     target: Option<String>,
+    /// Character pad, calm (-1: about half a chorale's notes per beat) to
+    /// busy (1: about one and a half times); 0 = the model's own style.
+    #[arg(long, allow_hyphen_values = true)]
+    activity: Option<f32>,
+    /// Character pad, plain (-1: triads) to tense (1: sevenths,
+    /// suspensions); 0 = the model's own style.
+    #[arg(long, allow_hyphen_values = true)]
+    tension: Option<f32>,
     /// Constrain to a key: `none`, `auto` (from the given notes), or e.g.
     /// `G major`, `f# minor`.
     #[arg(long, default_value = "none")]
@@ -276,6 +284,8 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             temperature: common.temperature,
             rules: common.rules,
             target: common.target.as_deref().map(Target::parse).transpose()?,
+            activity: common.activity,
+            tension: common.tension,
         });
     s.kind = SamplerKind::parse(&common.sampler)?;
     s.seed = common.seed;

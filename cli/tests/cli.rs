@@ -662,3 +662,61 @@ fn the_voice_leading_rules_are_on_by_default_and_can_be_turned_off() {
     );
     assert!(e.contains("rules"), "{e}");
 }
+
+#[test]
+fn every_command_takes_the_character_pad() {
+    // #13: --activity and --tension on harmonize, continue and infill, with
+    // the built-in model: calm writes fewer notes than busy in what is
+    // composed, and nothing outside it changes.
+    let f = Fixture::new();
+    let tune = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/old-hundredth.mid");
+    let tune = tune.display().to_string();
+    let composed = |command: &[&str], name: &str, activity: &str| -> Score {
+        let mut args: Vec<&str> = command.to_vec();
+        let out = f.arg(name);
+        args.extend(["-o", &out, "--activity", activity, "--tension", "0.5"]);
+        let run = cantor(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        read(&f.path(name))
+    };
+    let count =
+        |s: &Score, keep: &dyn Fn(&Note) -> bool| s.notes().into_iter().filter(keep).count();
+    let lower = |n: &Note| n.voice != Voice::Soprano;
+    let calm = composed(&["harmonize", &tune], "h-calm.mid", "-1");
+    let busy = composed(&["harmonize", &tune], "h-busy.mid", "1");
+    assert!(count(&calm, &lower) < count(&busy, &lower));
+    let melody = |s: &Score| s.voice_notes(Voice::Soprano);
+    assert_eq!(melody(&calm), melody(&busy));
+
+    let prompt = f.arg("h-calm.mid");
+    let before = read(&f.path("h-calm.mid"));
+    let prompt_steps = before.len();
+    let after_prompt = |n: &Note| n.start >= prompt_steps;
+    let calm = composed(&["continue", &prompt, "--bars", "2"], "c-calm.mid", "-1");
+    let busy = composed(&["continue", &prompt, "--bars", "2"], "c-busy.mid", "1");
+    assert!(count(&calm, &after_prompt) < count(&busy, &after_prompt));
+
+    let bars_2_3 = |n: &Note| n.start >= 16 && n.start < 48;
+    let infill = ["infill", &prompt, "--mask", "bars=2-3"];
+    let calm = composed(&infill, "i-calm.mid", "-1");
+    let busy = composed(&infill, "i-busy.mid", "1");
+    assert!(count(&calm, &bars_2_3) < count(&busy, &bars_2_3));
+    // Outside the mask every step sounds as before.
+    let (was, now) = (before.sounding_pitches(), calm.sounding_pitches());
+    for step in (0..16).chain(48..before.len()) {
+        assert_eq!(was[step], now[step], "step {step}");
+    }
+
+    let e = fails(
+        &f,
+        &[
+            "harmonize",
+            &tune,
+            "-o",
+            &f.arg("out.mid"),
+            "--tension",
+            "2",
+        ],
+    );
+    assert!(e.contains("tension 2 must be between -1 and 1"), "{e}");
+}

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod card;
+pub mod character;
 pub mod constraints;
 pub mod error;
 pub mod grid;
@@ -24,6 +25,7 @@ pub mod vocab;
 
 pub use candle_core::Device;
 pub use card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
+pub use character::Character;
 pub use constraints::{Constraints, Key, Scale};
 pub use error::{CantorError, Result};
 pub use grid::{Note, Score, TimeSignature, Token, Voice};

@@ -79,6 +79,10 @@ pub struct Tally {
     pub notes: usize,
     pub full_beats: usize,
     pub chord_beats: usize,
+    /// Beats whose four voices sound a plain major or minor triad
+    /// ([`plain_triad`]), of the `full_beats`. Older reports lack it.
+    #[serde(default)]
+    pub plain_triad_beats: usize,
     pub pitch_classes: [f64; 12],
     pub compared_cells: usize,
     pub matching_cells: usize,
@@ -179,6 +183,11 @@ pub struct Summary {
     pub wide_spacings_per_100_beats: f64,
     pub out_of_range_per_100_beats: f64,
     pub chord_beat_fraction: f64,
+    /// Share of the beats where all four voices sound whose sonority is not
+    /// a plain major or minor triad ([`plain_triad`]): the character pad's
+    /// tension. Older reports lack it.
+    #[serde(default)]
+    pub tense_beat_fraction: f64,
     /// Overlap with the reference histogram (None when there is none).
     pub pitch_class_overlap: Option<f64>,
     /// Exact-match rate against a reference (None when not compared).
@@ -290,6 +299,9 @@ impl Tally {
                 t.full_beats += 1;
                 if chord {
                     t.chord_beats += 1;
+                }
+                if plain_triad(&sounding[step]) == Some(true) {
+                    t.plain_triad_beats += 1;
                 }
             }
         }
@@ -405,6 +417,7 @@ impl Tally {
         self.notes += other.notes;
         self.full_beats += other.full_beats;
         self.chord_beats += other.chord_beats;
+        self.plain_triad_beats += other.plain_triad_beats;
         for i in 0..12 {
             self.pitch_classes[i] += other.pitch_classes[i];
         }
@@ -455,6 +468,11 @@ impl Tally {
             out_of_range_per_100_beats: per100(self.out_of_range_notes),
             chord_beat_fraction: if self.full_beats > 0 {
                 self.chord_beats as f64 / self.full_beats as f64
+            } else {
+                0.0
+            },
+            tense_beat_fraction: if self.full_beats > 0 {
+                1.0 - self.plain_triad_beats as f64 / self.full_beats as f64
             } else {
                 0.0
             },
@@ -621,6 +639,24 @@ impl Motion {
 
 /// Whether all four voices sound in `row` and form a triad or seventh chord
 /// ([`is_triad_or_seventh`]); `None` when some voice is silent.
+/// Whether a sonority is a plain major or minor triad (any inversion, one
+/// tone doubled), when all four voices sound (`None` otherwise). The
+/// character pad's tension reads the other beats as tense: sevenths,
+/// diminished and augmented triads, suspensions, accented non-chord tones.
+pub fn plain_triad(row: &[Option<u8>; VOICES]) -> Option<bool> {
+    let mut pcs = [false; 12];
+    for p in row {
+        pcs[(((*p)?) % 12) as usize] = true;
+    }
+    let count = pcs.iter().filter(|p| **p).count();
+    Some(
+        count == 3
+            && (0..12)
+                .filter(|r| pcs[*r])
+                .any(|root| pcs[(root + 7) % 12] && (pcs[(root + 4) % 12] || pcs[(root + 3) % 12])),
+    )
+}
+
 pub fn full_chord(row: &[Option<u8>; VOICES]) -> Option<bool> {
     let mut pcs = [false; 12];
     for p in row {
@@ -871,5 +907,17 @@ mod tests {
         let s = t.summary(None);
         assert_eq!(s.prompt_overlap_by_bar[..3], [Some(1.0), Some(0.0), None]);
         assert!((s.prompt_pitch_class_overlap.unwrap() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_plain_triad_is_major_or_minor_with_one_tone_doubled() {
+        let plain = |row: [u8; 4]| plain_triad(&row.map(Some));
+        assert_eq!(plain([72, 64, 55, 48]), Some(true)); // C major, root doubled
+        assert_eq!(plain([69, 64, 60, 45]), Some(true)); // A minor
+        assert_eq!(plain([67, 64, 60, 52]), Some(true)); // C major, first inversion
+        assert_eq!(plain([70, 64, 60, 48]), Some(false)); // C7
+        assert_eq!(plain([71, 65, 62, 59]), Some(false)); // B diminished
+        assert_eq!(plain([72, 65, 55, 48]), Some(false)); // a suspended fourth
+        assert_eq!(plain_triad(&[Some(72), None, Some(55), Some(48)]), None);
     }
 }

@@ -17,8 +17,9 @@
 //! network evaluation); the Gibbs sampler multiplies each conditional it
 //! draws from by exp(−λ·ΔE) given the cells around it.
 
+use crate::character::{is_change, Character};
 use crate::grid::{Score, Token, Voice, STEPS_PER_QUARTER, VOICES};
-use crate::metrics::{full_chord, Motion, TEXTBOOK_RANGES};
+use crate::metrics::{full_chord, plain_triad, Motion, TEXTBOOK_RANGES};
 
 /// Relative cost of each kind of fault (times λ).
 const PARALLEL: f32 = 1.0;
@@ -152,6 +153,44 @@ impl Voicing {
         energy + leap_energy(before, pitch) + leap_energy(pitch, after)
     }
 
+    /// The character pad's energy ([`crate::character`]) around (`step`,
+    /// `voice`) if it held `token`: the pitch changes into its span and out
+    /// of it, and the beats in its span that sound a plain triad. As for
+    /// [`Voicing::local_energy`], only differences between tokens mean
+    /// anything.
+    pub(crate) fn character_energy(
+        &self,
+        step: usize,
+        voice: Voice,
+        token: Token,
+        character: &Character,
+    ) -> f32 {
+        let span = self.span(step, voice);
+        let pitch = self.sounds_as(step, voice, token);
+        let v = voice.index();
+        let mut energy = 0.0;
+        if character.activity != 0.0 {
+            let before = step.checked_sub(1).and_then(|s| self.sounding[s][v]);
+            let after = self.sounding.get(span.end).and_then(|row| row[v]);
+            if is_change(before, pitch) {
+                energy += character.change_energy(step);
+            }
+            if is_change(pitch, after) {
+                energy += character.change_energy(span.end);
+            }
+        }
+        if character.tension != 0.0 {
+            for s in span.filter(|s| s % STEPS_PER_QUARTER == 0) {
+                let mut row = self.sounding[s];
+                row[v] = pitch;
+                if plain_triad(&row) == Some(true) {
+                    energy += character.plain_triad_energy();
+                }
+            }
+        }
+        energy
+    }
+
     /// Turns holds that follow silence into rests ([`Score::normalize`]);
     /// they sound as silence already, so the sounding pitches stay.
     pub(crate) fn normalize(&mut self) {
@@ -277,6 +316,46 @@ mod tests {
                         sb.set(step, voice, b);
                         let whole = energy(&sb) - energy(&sa);
                         assert_eq!(local, whole, "step {step} {voice}: {a:?} → {b:?}");
+                    }
+                }
+            }
+        }
+        // The character pad's energy too, at both signs of each axis.
+        for character in [
+            Character {
+                activity: 0.7,
+                tension: -0.4,
+            },
+            Character {
+                activity: -1.0,
+                tension: 1.0,
+            },
+        ] {
+            for step in [4, 8, 9, 12, 13] {
+                for voice in Voice::ALL {
+                    let tokens = [
+                        score.get(step, voice),
+                        Token::Pitch(57),
+                        Token::Pitch(64),
+                        Token::Pitch(67),
+                        Token::Hold,
+                        Token::Rest,
+                    ];
+                    for a in tokens {
+                        for b in tokens {
+                            let local = voicing.character_energy(step, voice, b, &character)
+                                - voicing.character_energy(step, voice, a, &character);
+                            let mut sa = score.clone();
+                            sa.set(step, voice, a);
+                            let mut sb = score.clone();
+                            sb.set(step, voice, b);
+                            let whole = crate::character::energy(&sb, &character)
+                                - crate::character::energy(&sa, &character);
+                            assert!(
+                                (local - whole).abs() < 1e-5,
+                                "step {step} {voice}: {a:?} → {b:?}: {local} vs {whole}"
+                            );
+                        }
                     }
                 }
             }

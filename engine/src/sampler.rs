@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::SamplingDefaults;
 pub use crate::card::Target;
+use crate::character::Character;
 use crate::constraints::Constraints;
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice, VOICES};
@@ -192,6 +193,9 @@ pub struct SamplerSettings {
     /// Weight λ of the voice-leading rules ([`crate::rules`]) in nats per
     /// fault; 0 leaves the network's choices alone.
     pub rules: f32,
+    /// The character pad's position ([`crate::character`]): guidance
+    /// energies beside the rules; neutral leaves the music as it was.
+    pub character: Character,
     pub seed: u64,
 }
 
@@ -205,6 +209,7 @@ impl SamplerSettings {
             temperature: defaults.temperature,
             target: defaults.target,
             rules: defaults.rules,
+            character: Character::NEUTRAL,
             seed: 0,
         }
     }
@@ -230,7 +235,19 @@ impl SamplerSettings {
         if let Some(v) = overrides.target {
             self.target = v;
         }
+        if let Some(v) = overrides.activity {
+            self.character.activity = v;
+        }
+        if let Some(v) = overrides.tension {
+            self.character.tension = v;
+        }
         self
+    }
+
+    /// Whether anything reweights the network's distributions: the rules
+    /// or the character pad.
+    pub fn guided(&self) -> bool {
+        self.rules > 0.0 || !self.character.is_neutral()
     }
 
     /// Network evaluations one run costs; the Gibbs sampler is given the same
@@ -275,7 +292,7 @@ impl SamplerSettings {
                 self.rules
             )));
         }
-        Ok(())
+        self.character.check()
     }
 }
 
@@ -288,6 +305,9 @@ pub struct SettingsOverrides {
     pub temperature: Option<f32>,
     pub rules: Option<f32>,
     pub target: Option<Target>,
+    /// The character pad's axes, −1…1.
+    pub activity: Option<f32>,
+    pub tension: Option<f32>,
 }
 
 /// Progress report after each noise level (Langevin) or Gibbs step.
@@ -691,7 +711,7 @@ impl<'a> Run<'a> {
     fn decode(&self, denoised: &Tensor) -> Result<Score> {
         let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
         let out = self.argmax(&probs);
-        Ok(match self.settings.rules > 0.0 {
+        Ok(match self.settings.guided() {
             true => self.polish(out, &probs),
             false => out,
         })
@@ -704,7 +724,7 @@ impl<'a> Run<'a> {
     /// kept). The Langevin update then moves towards the guided denoiser:
     /// the score of p(x)·exp(−λ·E) with E read off x's nearest score.
     fn guide(&self, denoised: Tensor) -> Result<Tensor> {
-        if self.settings.rules <= 0.0 {
+        if !self.settings.guided() {
             return Ok(denoised);
         }
         let vocab = &self.model.card.vocabulary;
@@ -884,6 +904,7 @@ struct Sweep<'a> {
     vocab: &'a Vocabulary,
     allowed: &'a [Vec<bool>; VOICES],
     rules: f32,
+    character: Character,
 }
 
 impl<'a> Sweep<'a> {
@@ -897,7 +918,8 @@ impl<'a> Sweep<'a> {
             problem,
             vocab: &model.card.vocabulary,
             allowed,
-            rules: settings.rules,
+            rules: settings.rules * settings.character.rules_scale(),
+            character: settings.character,
         }
     }
 
@@ -941,8 +963,9 @@ impl<'a> Sweep<'a> {
         changed
     }
 
-    /// λ·E for each token of (`step`, `voice`) given the cells around it, in
-    /// `buffer`; `None` when the rules are off.
+    /// λ·E for each token of (`step`, `voice`) given the cells around it,
+    /// plus the character pad's energy, in `buffer`; `None` when the rules
+    /// are off and the pad is neutral.
     fn rule_penalties<'b>(
         &self,
         voicing: &mut Voicing,
@@ -952,15 +975,23 @@ impl<'a> Sweep<'a> {
         buffer: &'b mut Vec<f32>,
     ) -> Option<&'b [f32]> {
         let lambda = self.rules;
-        if lambda <= 0.0 {
+        let character = self.character;
+        if lambda <= 0.0 && character.is_neutral() {
             return None;
         }
         let allowed = &self.allowed[voice.index()];
         buffer.clear();
         for (i, ok) in allowed.iter().enumerate() {
             let usable = *ok && (i != HOLD_INDEX || may_hold);
+            let token = self.vocab.token(voice, i);
             buffer.push(match usable {
-                true => lambda * voicing.local_energy(step, voice, self.vocab.token(voice, i)),
+                true => {
+                    let rules = match lambda > 0.0 {
+                        true => lambda * voicing.local_energy(step, voice, token),
+                        false => 0.0,
+                    };
+                    rules + voicing.character_energy(step, voice, token, &character)
+                }
                 false => 0.0,
             });
         }

@@ -8,9 +8,9 @@ use cantor_engine::card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefau
 use cantor_engine::rules;
 use cantor_engine::sampler::{AnnealingFrame, Observer};
 use cantor_engine::{
-    compose, continuation_problem, harmonize_problem, infill_problem, CantorError, Device, Key,
-    KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel, Target, Token,
-    Unobserved, Vocabulary, Voice,
+    compose, continuation_problem, harmonize_problem, infill_problem, CantorError, Character,
+    Device, Key, KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel,
+    Target, Token, Unobserved, Vocabulary, Voice,
 };
 
 fn tiny_model() -> ScoreModel {
@@ -39,6 +39,7 @@ fn settings(kind: SamplerKind, steps_per_level: usize, seed: u64) -> SamplerSett
         temperature: 1.0,
         target: Target::Draw,
         rules: 0.0,
+        character: Character::NEUTRAL,
         seed,
     }
 }
@@ -503,18 +504,23 @@ fn notes_per_beat(score: &Score, voice: Voice) -> f64 {
     changes as f64 * 4.0 / score.len() as f64
 }
 
+/// The melody of Old Hundredth (assets/), four phrases.
+fn old_hundredth() -> Score {
+    cantor_engine::io::read_music(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/old-hundredth.mid"),
+        cantor_engine::io::VoiceLayout::Melody(Voice::Soprano),
+        &cantor_engine::io::Limits::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn the_shipped_defaults_write_inner_voices_that_move() {
     // Issue #11: moving towards the denoiser's mean at a low temperature
     // held notes where Bach moves (half his notes per beat in the inner
     // voices); the shipped defaults draw, and the voices move.
     let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
-    let tune = cantor_engine::io::read_music(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/old-hundredth.mid"),
-        cantor_engine::io::VoiceLayout::Melody(Voice::Soprano),
-        &cantor_engine::io::Limits::default(),
-    )
-    .unwrap();
+    let tune = old_hundredth();
     let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
     let defaults = SamplerSettings::from_defaults(&model.card.sampling);
     assert_eq!(defaults.target, Target::Draw);
@@ -548,6 +554,64 @@ fn the_shipped_defaults_write_inner_voices_that_move() {
             "{now:?} vs {then:?}"
         );
     }
+}
+
+/// Issue #13: the character pad steers what it names on the shipped model,
+/// with both samplers: activity the composed voices' notes per beat,
+/// tension the share of beats that are not a plain triad; each moves its
+/// own statistic in order, and the melody is never touched.
+#[test]
+fn the_character_pad_steers_activity_and_tension() {
+    use cantor_engine::metrics::Tally;
+    let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+    let tune = old_hundredth();
+    let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let defaults = SamplerSettings::from_defaults(&model.card.sampling);
+    // Mean (notes per beat of A T B, tense-beat share) over seeds 0-2.
+    let measure = |kind: SamplerKind, character: Character| -> (f64, f64) {
+        let (mut notes, mut tense) = (0.0, 0.0);
+        for seed in 0..3 {
+            let s = SamplerSettings {
+                kind,
+                seed,
+                character,
+                ..defaults.clone()
+            };
+            let out = compose(&model, &problem, &s, &mut Unobserved)
+                .unwrap()
+                .score;
+            assert_eq!(
+                out.voice_notes(Voice::Soprano),
+                tune.voice_notes(Voice::Soprano)
+            );
+            for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                notes += notes_per_beat(&out, v) / 9.0;
+            }
+            let summary = Tally::over_free_spans(&out, &problem.mask, None).summary(None);
+            tense += summary.tense_beat_fraction / 3.0;
+        }
+        (notes, tense)
+    };
+    let at = |activity, tension| Character { activity, tension };
+    for kind in [SamplerKind::Langevin, SamplerKind::Gibbs] {
+        let calm = measure(kind, at(-1.0, 0.0));
+        let centre = measure(kind, Character::NEUTRAL);
+        let busy = measure(kind, at(1.0, 0.0));
+        let plain = measure(kind, at(0.0, -1.0));
+        let tense = measure(kind, at(0.0, 1.0));
+        eprintln!(
+            "{kind:?} (notes/beat, tense share): calm {calm:?} centre {centre:?} busy {busy:?}; plain {plain:?} tense {tense:?}"
+        );
+        assert!(calm.0 < 0.85 * centre.0 && busy.0 > 1.15 * centre.0);
+        assert!(plain.1 < centre.1 - 0.05 && tense.1 > centre.1 + 0.05);
+    }
+    // Out of range is refused, not clamped.
+    let wild = SamplerSettings {
+        character: at(1.5, 0.0),
+        ..defaults
+    };
+    let err = compose(&model, &problem, &wild, &mut Unobserved).unwrap_err();
+    assert!(err.to_string().contains("activity"), "{err}");
 }
 
 /// Issue #15: a piece longer than one section is composed section by

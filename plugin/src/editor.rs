@@ -25,6 +25,7 @@ use nice_plug_egui::{
 };
 
 use crate::composer::Mode;
+use crate::pad::{character_pad, PadState};
 use crate::params::{CantorParams, KeyLock};
 use crate::roll::{piano_roll, RollState, INPUT_COLOR, VOICE_COLORS};
 use crate::shared::{Command, Shared, Status};
@@ -110,6 +111,7 @@ impl NiceEguiApp for CantorEditor {
 #[derive(Clone, Debug)]
 pub struct Panel {
     pub roll: RollState,
+    pub pad: PadState,
     pub model_path: String,
     pub export_path: String,
     /// The outcome of the last thing done here (an export).
@@ -124,6 +126,7 @@ impl Default for Panel {
             .unwrap_or_default();
         Panel {
             roll: RollState::default(),
+            pad: PadState::default(),
             model_path: String::new(),
             export_path: home.join("cantor-take.mid").display().to_string(),
             note: None,
@@ -151,6 +154,26 @@ pub fn draw(
     egui::Panel::bottom("status").show(ui, |ui| {
         files(ui, panel, status, shared);
         status_line(ui, status, panel);
+    });
+    egui::Panel::right("character").show(ui, |ui| {
+        let current = params.character();
+        if let Some(chosen) = character_pad(ui, &mut panel.pad, current) {
+            for (param, value) in [
+                (&params.activity, chosen.activity),
+                (&params.tension, chosen.tension),
+            ] {
+                setter.begin_set_parameter(param);
+                setter.set_parameter(param, value);
+                setter.end_set_parameter(param);
+            }
+            // Regenerate the masked bars with it now (without a mask, it
+            // colours what is composed next).
+            commands.push(Command::SetCharacter(chosen));
+            if let Some(mut region) = status.mask {
+                region.voices = panel.roll.voices_for(status.mode);
+                commands.push(Command::Regenerate(region));
+            }
+        }
     });
     egui::CentralPanel::default().show(ui, |ui| {
         mask_bar(ui, panel, status, shared, &mut commands);

@@ -17,6 +17,7 @@ pub mod composer;
 pub mod editor;
 pub mod grid_time;
 pub mod link;
+pub mod pad;
 pub mod params;
 pub mod playback;
 pub mod roll;

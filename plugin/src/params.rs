@@ -87,6 +87,15 @@ pub struct CantorParams {
     /// "steps", as saved projects and automation lanes know it.
     #[id = "steps"]
     pub levels: IntParam,
+    /// The character pad's across axis, calm (−1) to busy (1); 0 is the
+    /// model's own style (`cantor_engine::character`). Read when a
+    /// composition starts: it colours what is composed next, and the pad's
+    /// release regenerates the masked bars.
+    #[id = "activity"]
+    pub activity: FloatParam,
+    /// The character pad's upward axis, plain (−1) to tense (1).
+    #[id = "tension"]
+    pub tension: FloatParam,
     #[id = "key-lock"]
     pub key_lock: EnumParam<KeyLock>,
     #[id = "tonic"]
@@ -146,6 +155,24 @@ impl Default for CantorParams {
                 DEFAULT_LEVELS,
                 IntRange::Linear { min: 4, max: 100 },
             ),
+            activity: FloatParam::new(
+                "Activity",
+                0.0,
+                FloatRange::Linear {
+                    min: -1.0,
+                    max: 1.0,
+                },
+            )
+            .with_step_size(0.01),
+            tension: FloatParam::new(
+                "Tension",
+                0.0,
+                FloatRange::Linear {
+                    min: -1.0,
+                    max: 1.0,
+                },
+            )
+            .with_step_size(0.01),
             key_lock: EnumParam::new("Key lock", KeyLock::Off),
             tonic: EnumParam::new("Tonic", Tonic::C),
             scale: EnumParam::new("Scale", Scale::Major),
@@ -170,6 +197,14 @@ impl CantorParams {
             self.tenor.value(),
             self.bass.value(),
         ]
+    }
+
+    /// The character pad's position.
+    pub fn character(&self) -> cantor_engine::Character {
+        cantor_engine::Character {
+            activity: self.activity.value(),
+            tension: self.tension.value(),
+        }
     }
 
     pub fn layout(&self) -> ChannelLayout {
@@ -210,5 +245,7 @@ mod tests {
         assert_eq!(params.levels.value(), DEFAULT_LEVELS);
         assert_eq!(params.temperature.value(), DEFAULT_TEMPERATURE);
         assert_eq!(params.rules.value(), DEFAULT_RULES);
+        // The character pad starts at the model's own style.
+        assert!(params.character().is_neutral());
     }
 }

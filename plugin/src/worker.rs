@@ -157,6 +157,13 @@ struct WorkerState {
     history: History,
     /// Regenerations asked for; each is a new variation.
     variation: u64,
+    /// The character pad's position compositions use: the parameters'
+    /// values when they change (host automation, a saved project), or the
+    /// editor's pad when it is released ([`Command::SetCharacter`]),
+    /// whichever came last.
+    character: cantor_engine::Character,
+    /// The parameters' character as last seen, to notice their changes.
+    character_params: Option<cantor_engine::Character>,
 }
 
 /// Locks the status (the editor holds it only to copy it).
@@ -190,6 +197,8 @@ impl WorkerState {
             kept: BTreeSet::new(),
             history: History::default(),
             variation: 0,
+            character: cantor_engine::Character::NEUTRAL,
+            character_params: None,
         }
     }
 
@@ -323,6 +332,7 @@ impl WorkerState {
                 self.pending_region = Some(region);
                 self.publish_view();
             }
+            Command::SetCharacter(character) => self.character = character,
             Command::SetMask(region) => {
                 self.mask = Some(region);
                 self.publish_view();
@@ -563,6 +573,11 @@ impl WorkerState {
             rules_tenths: (p.rules.value() * 10.0).round() as i32,
             key: p.key(),
         };
+        let character = p.character();
+        if self.character_params != Some(character) {
+            self.character_params = Some(character);
+            self.character = character;
+        }
         let outputs = (p.voices(), p.layout(), p.mode.value());
         let mut changed = false;
         if self.compose_key.as_ref().is_some_and(|k| *k != key) {
@@ -584,6 +599,7 @@ impl WorkerState {
         sampler.levels = p.levels.value().max(2) as usize;
         sampler.temperature = p.temperature.value();
         sampler.rules = p.rules.value();
+        sampler.character = self.character;
         sampler.seed = p.seed.value() as u64;
         ComposeSettings {
             sampler,

@@ -303,3 +303,57 @@ fn removing_the_plugin_cancels_a_composition_under_way() {
     }
     assert!(cancelled, "no composition was seen under way to cancel");
 }
+
+/// The character pad's release (#13): the worker composes the masked bars
+/// with the pad's position at once — calm writes fewer notes there than
+/// busy — while the parameters have yet to catch up.
+#[test]
+fn the_character_pad_regenerates_the_masked_bars_with_its_character() {
+    use cantor::composer::CellToken;
+    let params = Arc::new(CantorParams::default());
+    let shared = Arc::new(Shared::default());
+    let (mut audio, worker_end) = link();
+    let _worker = Worker::spawn(worker_end, params, shared.clone());
+    feed(&mut audio);
+    wait_for(&shared, "the harmony of four bars", |s| {
+        s.composition.harmony.len() == 4 && s.progress.is_none() && !s.window.any_dirty()
+    });
+    // Bars 1-4, alto, tenor and bass.
+    let region = Region {
+        start: 0,
+        end: 64,
+        voices: [false, true, true, true],
+    };
+    // Onsets of the lower voices over the four bars.
+    let onsets = |s: &Status| -> usize {
+        s.composition
+            .harmony
+            .values()
+            .flatten()
+            .map(|row| {
+                row[1..]
+                    .iter()
+                    .filter(|c| matches!(c, CellToken::Pitch(_)))
+                    .count()
+            })
+            .sum()
+    };
+    let mut counts = Vec::new();
+    for (i, activity) in [-1.0, 1.0].into_iter().enumerate() {
+        shared.send(Command::SetCharacter(cantor_engine::Character {
+            activity,
+            tension: 0.0,
+        }));
+        shared.send(Command::Regenerate(region));
+        let done = wait_for(&shared, "the regeneration", |s| {
+            s.undo == i + 1 && s.progress.is_none()
+        });
+        counts.push(onsets(&done));
+    }
+    assert!(
+        counts[0] < counts[1],
+        "calm {} vs busy {}",
+        counts[0],
+        counts[1]
+    );
+}

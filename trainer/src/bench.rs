@@ -53,6 +53,7 @@ fn configurations(temperature: f32, rules: f32, target: Target) -> Vec<SamplerSe
         temperature,
         target,
         rules,
+        character: cantor_engine::Character::NEUTRAL,
         seed: 0,
     };
     let mut out = Vec::new();

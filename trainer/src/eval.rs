@@ -266,6 +266,8 @@ pub struct SettingsRecord {
     pub target: cantor_engine::Target,
     /// Weight of the voice-leading rules (0: the network alone).
     pub rules: f32,
+    /// The character pad's position (neutral: the model's own style).
+    pub character: cantor_engine::Character,
     pub network_evals: usize,
     pub seed: u64,
 }
@@ -293,9 +295,13 @@ pub struct EvalOptions {
     /// The DeepBach peer, and the budgets (updates per free cell) it runs at.
     pub deepbach: Option<PathBuf>,
     pub deepbach_budgets: Vec<f32>,
+    /// Sweep the character pad instead ([`crate::sweep`]).
+    pub character: bool,
 }
 
-pub fn run(options: EvalOptions) -> Result<EvalReport> {
+/// Runs the evaluation; `None` for a character sweep (`--character`), whose
+/// report is its own.
+pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
     let device = cantor_engine::model::select_device(&options.device)?;
     let model = ScoreModel::load(&options.model, &device)?;
     let corpus = Corpus::load(&options.data, options.split_seed)?;
@@ -343,52 +349,23 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
         }
     }
 
-    let mut tasks = BTreeMap::new();
-    for task in &options.tasks {
-        let mut tallies: BTreeMap<System, Tally> = BTreeMap::new();
-        let mut seconds: BTreeMap<System, f64> = BTreeMap::new();
-        let (mut solved, mut skipped) = (0usize, 0usize);
-        for (index, piece) in pieces.iter().enumerate() {
-            let Some((problem, reference)) = task_problem(*task, piece, index)? else {
-                skipped += 1;
-                continue;
-            };
-            solved += 1;
-            for &system in &systems {
-                let started = Instant::now();
-                let out = solve(system, &model, deepbach.as_ref(), &problem, &reference, s)
-                    .with_context(|| format!("{task:?} piece {index} with {system:?}"))?;
-                *seconds.entry(system).or_default() += started.elapsed().as_secs_f64();
-                let compare = (system != System::Bach).then_some(&reference);
-                let entry = tallies.entry(system).or_default();
-                entry.add(&tally(&out, &problem, compare));
-                if *task == Task::Continue {
-                    entry.add(&continuation_tally(&out, &problem));
-                }
-            }
-            eprint!("\r{task:?}: {}/{} pieces", index + 1, pieces.len());
+    let evaluation = Evaluation {
+        model: &model,
+        deepbach: deepbach.as_ref(),
+        pieces,
+        tasks: &options.tasks,
+        systems: &systems,
+    };
+    if options.character {
+        let sweep = crate::sweep::run(&evaluation, s)?;
+        let markdown = crate::sweep::markdown(&sweep, &options.model, &options.split);
+        println!("{markdown}");
+        if let Some(prefix) = &options.report {
+            write_report(prefix, &serde_json::to_string_pretty(&sweep)?, &markdown)?;
         }
-        eprintln!();
-        let bach = tallies.get(&System::Bach).cloned().unwrap_or_default();
-        let systems = tallies
-            .iter()
-            .map(|(k, t)| (*k, t.summary(Some(&bach))))
-            .collect();
-        let seconds_per_piece = seconds
-            .into_iter()
-            .filter(|(k, _)| !matches!(k, System::Bach | System::Baseline))
-            .map(|(k, v)| (k, v / solved.max(1) as f64))
-            .collect();
-        tasks.insert(
-            *task,
-            TaskReport {
-                pieces: solved,
-                skipped,
-                systems,
-                seconds_per_piece,
-            },
-        );
+        return Ok(None);
     }
+    let tasks = evaluation.run(s)?;
     if let Some(dir) = &options.plots {
         // DeepBach at its first budget, beneath Cantor's samplers.
         let peer = deepbach.as_ref().zip(
@@ -436,6 +413,7 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
             temperature: s.temperature,
             target: s.target,
             rules: s.rules,
+            character: s.character,
             network_evals: s.network_evals(),
             seed: s.seed,
         },
@@ -449,7 +427,78 @@ pub fn run(options: EvalOptions) -> Result<EvalReport> {
     if let Some(prefix) = &options.report {
         write_report(prefix, &serde_json::to_string_pretty(&report)?, &markdown)?;
     }
-    Ok(report)
+    Ok(Some(report))
+}
+
+/// What an evaluation runs: these pieces posed as these tasks, solved by
+/// these systems (`deepbach`: the peer, needed for its systems).
+pub struct Evaluation<'a> {
+    pub model: &'a ScoreModel,
+    pub deepbach: Option<&'a DeepBach>,
+    pub pieces: &'a [Score],
+    pub tasks: &'a [Task],
+    pub systems: &'a [System],
+}
+
+impl Evaluation<'_> {
+    /// Every piece posed as each task and solved by each system at
+    /// `settings`, measured against Bach's music in the same cells.
+    pub fn run(&self, settings: &SamplerSettings) -> Result<BTreeMap<Task, TaskReport>> {
+        let Evaluation {
+            model,
+            deepbach,
+            pieces,
+            tasks,
+            systems,
+        } = *self;
+        let mut reports = BTreeMap::new();
+        for task in tasks {
+            let mut tallies: BTreeMap<System, Tally> = BTreeMap::new();
+            let mut seconds: BTreeMap<System, f64> = BTreeMap::new();
+            let (mut solved, mut skipped) = (0usize, 0usize);
+            for (index, piece) in pieces.iter().enumerate() {
+                let Some((problem, reference)) = task_problem(*task, piece, index)? else {
+                    skipped += 1;
+                    continue;
+                };
+                solved += 1;
+                for &system in systems {
+                    let started = Instant::now();
+                    let out = solve(system, model, deepbach, &problem, &reference, settings)
+                        .with_context(|| format!("{task:?} piece {index} with {system:?}"))?;
+                    *seconds.entry(system).or_default() += started.elapsed().as_secs_f64();
+                    let compare = (system != System::Bach).then_some(&reference);
+                    let entry = tallies.entry(system).or_default();
+                    entry.add(&tally(&out, &problem, compare));
+                    if *task == Task::Continue {
+                        entry.add(&continuation_tally(&out, &problem));
+                    }
+                }
+                eprint!("\r{task:?}: {}/{} pieces", index + 1, pieces.len());
+            }
+            eprintln!();
+            let bach = tallies.get(&System::Bach).cloned().unwrap_or_default();
+            let systems = tallies
+                .iter()
+                .map(|(k, t)| (*k, t.summary(Some(&bach))))
+                .collect();
+            let seconds_per_piece = seconds
+                .into_iter()
+                .filter(|(k, _)| !matches!(k, System::Bach | System::Baseline))
+                .map(|(k, v)| (k, v / solved.max(1) as f64))
+                .collect();
+            reports.insert(
+                *task,
+                TaskReport {
+                    pieces: solved,
+                    skipped,
+                    systems,
+                    seconds_per_piece,
+                },
+            );
+        }
+        Ok(reports)
+    }
 }
 
 pub fn write_report(prefix: &Path, json: &str, markdown: &str) -> Result<()> {

@@ -14,6 +14,7 @@ mod data;
 mod deepbach;
 mod eval;
 mod plots;
+mod sweep;
 mod train;
 
 #[derive(Parser)]
@@ -111,6 +112,12 @@ struct SamplingArgs {
     /// What each Langevin step moves towards: draw or mean (default: the card's).
     #[arg(long)]
     target: Option<String>,
+    /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
+    #[arg(long, allow_hyphen_values = true)]
+    activity: Option<f32>,
+    /// Character pad, plain (-1) to tense (1); 0 = the model's own style.
+    #[arg(long, allow_hyphen_values = true)]
+    tension: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -165,6 +172,11 @@ struct EvalArgs {
     /// the reference's 62.5).
     #[arg(long, value_delimiter = ',')]
     deepbach_budgets: Vec<f32>,
+    /// Sweep the character pad instead: each axis at -1, -0.5, 0, 0.5, 1
+    /// (the other at --activity / --tension, default 0), reporting the
+    /// statistic it steers, the other's and the voice leading beside Bach's.
+    #[arg(long)]
+    character: bool,
 }
 
 fn parse_system(s: &str) -> Result<eval::System, String> {
@@ -220,6 +232,8 @@ fn sampler_settings(
                 .as_deref()
                 .map(cantor_engine::Target::parse)
                 .transpose()?,
+            activity: a.activity,
+            tension: a.tension,
         },
     );
     s.seed = a.seed;
@@ -369,6 +383,7 @@ fn main() -> ExitCode {
                 systems: a.systems,
                 deepbach: a.deepbach,
                 deepbach_budgets: a.deepbach_budgets,
+                character: a.character,
             })
             .map(|_| ())
         }),

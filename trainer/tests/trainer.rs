@@ -209,6 +209,50 @@ fn trains_checkpoints_resumes_and_evaluates() {
         let bytes = std::fs::read(plots.join(name)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{name}");
     }
+
+    // The character pad's sweep (#13): each axis at five positions, a
+    // table per task, sampler and axis beside Bach, and its verdicts.
+    let sweep = dir.path().join("sweep");
+    let run = trainer(&[
+        "eval",
+        "--model",
+        o,
+        "--data",
+        long.to_str().unwrap(),
+        "--split",
+        "test",
+        "--levels",
+        "3",
+        "--tasks",
+        "harmonize,infill",
+        "--systems",
+        "langevin,gibbs",
+        "--character",
+        "--report",
+        sweep.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    let md = std::fs::read_to_string(dir.path().join("sweep.md")).unwrap();
+    for row in [
+        "## Harmonize, Langevin: Activity",
+        "## Infill, Gibbs: Tension",
+        "| position | notes per beat (composed voices' mean) | share of beats not a plain triad |",
+        "| -0.5 |",
+        "| Bach |",
+        "Spearman",
+    ] {
+        assert!(md.contains(row), "{row} missing from:\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("sweep.json")).unwrap()).unwrap();
+    // The centre is shared: 9 positions, 2 tasks × 2 samplers × 2 axes.
+    assert_eq!(json["points"].as_array().unwrap().len(), 9);
+    let axes = json["axes"].as_array().unwrap();
+    assert_eq!(axes.len(), 8);
+    for a in axes {
+        assert_eq!(a["steered"].as_array().unwrap().len(), 5);
+        assert!(a["spearman"].is_number(), "{a}");
+    }
 }
 
 #[test]

@@ -1,0 +1,144 @@
+//! The character pad: two musical axes a user steers by, as guidance
+//! energies beside the voice-leading rules ([`crate::rules`]).
+//!
+//! - **Activity** (calm ↔ busy) moves how often the composed voices change
+//!   pitch: every pitch change a token makes (into its note, and out of it
+//!   to the next note) costs `activity ·` [`CALM_NATS`] when calm and
+//!   `−activity ·` [`BUSY_NATS`] when busy (a quarter of it off the eighth
+//!   notes). Busy makes a new note cheaper than holding, calm dearer; and
+//!   busy weighs the rules more ([`BUSY_RULES`]), so that more notes do
+//!   not bring more parallels per beat.
+//! - **Tension** (plain ↔ tense) moves the share of beats whose sonority is
+//!   not a plain major or minor triad: each beat where all four voices
+//!   sound a plain triad costs `tension ·` [`TENSION_NATS`]. Tense pays for
+//!   seventh chords, suspensions and accented non-chord tones over triads;
+//!   plain pays for triads.
+//!
+//! Both are counted exactly as the evaluation counts the statistics they
+//! steer ([`crate::metrics::Tally`]'s pitch changes and
+//! [`crate::metrics::plain_triad`]), and they enter the product of experts
+//! p(x)·exp(−λ·E_rules(x) − E_character(x)) wherever the rules do: the
+//! Langevin sampler's guided denoiser and final decode, and each Gibbs
+//! draw. So they need no retraining, work with every task and both
+//! samplers, and cost no network evaluation. 0 on both axes leaves the
+//! music exactly as it was.
+//!
+//! Why energies and not a conditioned network (classifier-free guidance on
+//! per-bar descriptors): the axes must work with the shipped network, on
+//! the CPU, without a training run for the conditioning; an energy is
+//! exactly as strong at every noise level and adds no evaluation, where
+//! guidance doubles them. The cost is that the energies steer only what
+//! they count: busier lines are the network's own busier lines, not a new
+//! style.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CantorError, Result};
+use crate::grid::{Score, STEPS_PER_QUARTER, VOICES};
+use crate::metrics::plain_triad;
+
+/// Nats per pitch change at activity −1 (calm) and +1 (busy): the odds of
+/// a new note against a held one are divided by e^CALM_NATS, or multiplied
+/// by e^BUSY_NATS, at every cell (chosen on the validation split so that
+/// ±1 span about half and one and a half of a chorale's notes per beat:
+/// models/README.md, "Character").
+pub const CALM_NATS: f32 = 1.4;
+pub const BUSY_NATS: f32 = 0.8;
+
+/// Share of [`BUSY_NATS`] a change on a 16th note's off-position (an odd
+/// step) earns: busy means running eighths, passing and neighbour notes,
+/// not a fidget of sixteenths. Calm charges every change alike.
+pub const BUSY_OFFBEAT_SHARE: f32 = 0.25;
+
+/// How much the rules' weight grows at activity +1 (by 1 + BUSY_RULES ·
+/// activity, so ×1.5): more pitch changes make more sonority changes, each
+/// a chance for a parallel, and at the rules' own weight busy harmonies
+/// wrote twice the centre's parallels per beat (validation: 1.15 against
+/// 0.56 per 100 beats); at ×1.5, 0.33 with the same motion. Busy should not
+/// mean careless. Calm needs no change.
+pub const BUSY_RULES: f32 = 0.5;
+
+/// Nats per plain-triad beat at tension ±1.
+pub const TENSION_NATS: f32 = 1.0;
+
+/// A position on the character pad; each axis in −1…1, 0 the model's own
+/// style.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Character {
+    /// Calm (−1: about half the usual notes per beat) to busy (+1).
+    pub activity: f32,
+    /// Plain (−1: triads) to tense (+1: sevenths, suspensions).
+    pub tension: f32,
+}
+
+impl Character {
+    pub const NEUTRAL: Character = Character {
+        activity: 0.0,
+        tension: 0.0,
+    };
+
+    /// Whether both axes are at 0 (the energies are off).
+    pub fn is_neutral(&self) -> bool {
+        self.activity == 0.0 && self.tension == 0.0
+    }
+
+    /// Both axes finite and within −1…1.
+    pub fn check(&self) -> Result<()> {
+        for (name, value) in [("activity", self.activity), ("tension", self.tension)] {
+            if !(value.is_finite() && (-1.0..=1.0).contains(&value)) {
+                return Err(CantorError::input(format!(
+                    "{name} {value} must be between -1 and 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The factor on the rules' weight λ at this position
+    /// ([`BUSY_RULES`]).
+    pub fn rules_scale(&self) -> f32 {
+        1.0 + BUSY_RULES * self.activity.max(0.0)
+    }
+
+    /// Energy of one pitch change in a voice's line at `step`.
+    pub(crate) fn change_energy(&self, step: usize) -> f32 {
+        match self.activity > 0.0 {
+            true if step % 2 == 1 => -self.activity * BUSY_NATS * BUSY_OFFBEAT_SHARE,
+            true => -self.activity * BUSY_NATS,
+            false => -self.activity * CALM_NATS,
+        }
+    }
+
+    /// Energy of one beat whose four voices sound a plain triad.
+    pub(crate) fn plain_triad_energy(&self) -> f32 {
+        self.tension * TENSION_NATS
+    }
+}
+
+/// Whether a voice's sounding pitch going from `before` to `now` is a new
+/// note, as the evaluation counts notes (a re-struck pitch is not; a note
+/// after a rest is).
+pub(crate) fn is_change(before: Option<u8>, now: Option<u8>) -> bool {
+    now.is_some() && now != before
+}
+
+/// The whole-score character energy (for tests and reports): what
+/// [`crate::rules::Voicing`] charges cell by cell, summed over the piece.
+pub fn energy(score: &Score, character: &Character) -> f32 {
+    let sounding = score.sounding_pitches();
+    let mut e = 0.0;
+    for v in 0..VOICES {
+        for (step, row) in sounding.iter().enumerate() {
+            let before = step.checked_sub(1).and_then(|s| sounding[s][v]);
+            if is_change(before, row[v]) {
+                e += character.change_energy(step);
+            }
+        }
+    }
+    for step in (0..score.len()).step_by(STEPS_PER_QUARTER) {
+        if plain_triad(&sounding[step]) == Some(true) {
+            e += character.plain_triad_energy();
+        }
+    }
+    e
+}
