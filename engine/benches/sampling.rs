@@ -74,6 +74,20 @@ fn benches(c: &mut Criterion) {
     group.bench_function("4_bars_network_alone", |b| {
         b.iter(|| compose(&model, &problem, &alone, &mut Unobserved).unwrap())
     });
+    // The character pad's corners (#13): what its energies cost beside the
+    // rules (busy also weighs the rules more).
+    for (name, activity, tension) in [
+        ("4_bars_calm_plain", -1.0, -1.0),
+        ("4_bars_busy_tense", 1.0, 1.0),
+    ] {
+        let cornered = SamplerSettings {
+            character: cantor_engine::Character { activity, tension },
+            ..settings.clone()
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| compose(&model, &problem, &cornered, &mut Unobserved).unwrap())
+        });
+    }
     group.finish();
 
     // Long pieces (issue #15): one noise level over 100 and 800 bars, with
