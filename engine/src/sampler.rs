@@ -984,16 +984,16 @@ impl<'a> Sweep<'a> {
         for (i, ok) in allowed.iter().enumerate() {
             let usable = *ok && (i != HOLD_INDEX || may_hold);
             let token = self.vocab.token(voice, i);
-            buffer.push(match usable {
-                true => {
-                    let rules = match lambda > 0.0 {
-                        true => lambda * voicing.local_energy(step, voice, token),
-                        false => 0.0,
-                    };
-                    rules + voicing.character_energy(step, voice, token, &character)
-                }
-                false => 0.0,
-            });
+            let mut energy = 0.0;
+            if usable && lambda > 0.0 {
+                energy += lambda * voicing.local_energy(step, voice, token);
+            }
+            // At the pad's centre (the default) the cell's span is not walked
+            // again for an energy that is zero.
+            if usable && !character.is_neutral() {
+                energy += voicing.character_energy(step, voice, token, &character);
+            }
+            buffer.push(energy);
         }
         Some(buffer)
     }
