@@ -121,6 +121,79 @@ impl Character {
     }
 }
 
+/// The pad's position over a piece where it changes, as a DAW's automation
+/// lane gives it (the plugin reads the lane at each bar's start): from each
+/// entry's step on, that entry's character, until the next entry; before
+/// the first, the settings' own ([`crate::SamplerSettings::character`]).
+/// Empty, the settings' character holds everywhere.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Lane {
+    /// (first step, character), sorted by step, one entry per step.
+    changes: Vec<(usize, Character)>,
+}
+
+impl Lane {
+    /// A lane from (first step, character) entries in any order; every
+    /// character is checked ([`Character::check`]), and of two entries at
+    /// one step the later wins.
+    pub fn new(changes: impl IntoIterator<Item = (usize, Character)>) -> Result<Lane> {
+        let mut lane = Lane::default();
+        for (step, character) in changes {
+            character.check()?;
+            match lane.changes.binary_search_by_key(&step, |(s, _)| *s) {
+                Ok(i) => lane.changes[i].1 = character,
+                Err(i) => lane.changes.insert(i, (step, character)),
+            }
+        }
+        Ok(lane)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The entries, (first step, character), in order.
+    pub fn changes(&self) -> &[(usize, Character)] {
+        &self.changes
+    }
+
+    /// The character at each of `steps` steps, `base` before the first
+    /// entry.
+    pub fn per_step(&self, steps: usize, base: Character) -> Vec<Character> {
+        let mut out = vec![base; steps];
+        for (i, &(from, character)) in self.changes.iter().enumerate() {
+            let to = self
+                .changes
+                .get(i + 1)
+                .map_or(steps, |(s, _)| *s)
+                .min(steps);
+            if from < to {
+                out[from..to].fill(character);
+            }
+        }
+        out
+    }
+
+    /// The lane over `range` of the piece, its steps counted from the
+    /// range's start: what held at the start becomes an entry at 0.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Lane {
+        let before = self
+            .changes
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= range.start)
+            .map(|&(_, c)| (0, c));
+        let inside = self
+            .changes
+            .iter()
+            .filter(|(s, _)| *s > range.start && *s < range.end)
+            .map(|&(s, c)| (s - range.start, c));
+        Lane {
+            changes: before.into_iter().chain(inside).collect(),
+        }
+    }
+}
+
 /// Whether a voice's sounding pitch going from `before` to `now` is a new
 /// note, as the evaluation counts notes (a re-struck pitch is not; a note
 /// after a rest is).
@@ -131,20 +204,56 @@ pub(crate) fn is_change(before: Option<u8>, now: Option<u8>) -> bool {
 /// The whole-score character energy (for tests and reports): what
 /// [`crate::rules::Voicing`] charges cell by cell, summed over the piece.
 pub fn energy(score: &Score, character: &Character) -> f32 {
+    energy_along(score, &vec![*character; score.len()])
+}
+
+/// [`energy`] with a character per step (a [`Lane`]'s
+/// [`Lane::per_step`]): each change and each beat priced by the character
+/// at its step.
+pub fn energy_along(score: &Score, characters: &[Character]) -> f32 {
     let sounding = score.sounding_pitches();
     let mut e = 0.0;
     for v in 0..VOICES {
         for (step, row) in sounding.iter().enumerate() {
             let before = step.checked_sub(1).and_then(|s| sounding[s][v]);
             if is_change(before, row[v]) {
-                e += character.change_energy(step);
+                e += characters[step].change_energy(step);
             }
         }
     }
     for step in (0..score.len()).step_by(STEPS_PER_QUARTER) {
         if plain_triad(&sounding[step]) == Some(true) {
-            e += character.plain_triad_energy();
+            e += characters[step].plain_triad_energy();
         }
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(activity: f32) -> Character {
+        Character {
+            activity,
+            tension: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_lane_holds_each_value_until_the_next_and_slices_keep_what_held() {
+        let lane = Lane::new([(8, at(1.0)), (4, at(-0.5)), (8, at(0.5))]).unwrap();
+        assert_eq!(lane.changes(), &[(4, at(-0.5)), (8, at(0.5))]);
+        let steps = lane.per_step(12, Character::NEUTRAL);
+        assert_eq!(&steps[..4], &[Character::NEUTRAL; 4]);
+        assert_eq!(&steps[4..8], &[at(-0.5); 4]);
+        assert_eq!(&steps[8..], &[at(0.5); 4]);
+        // A slice starting inside the first entry's stretch starts with it.
+        let part = lane.slice(6..10);
+        assert_eq!(part.changes(), &[(0, at(-0.5)), (2, at(0.5))]);
+        assert_eq!(part.per_step(4, Character::NEUTRAL)[1], at(-0.5));
+        assert!(lane.slice(0..3).is_empty());
+        // Out of range is refused.
+        assert!(Lane::new([(0, at(2.0))]).is_err());
+    }
 }

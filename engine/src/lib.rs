@@ -25,7 +25,7 @@ pub mod vocab;
 
 pub use candle_core::Device;
 pub use card::{ModelCard, NetworkConfig, NoiseSchedule, SamplingDefaults};
-pub use character::Character;
+pub use character::{Character, Lane};
 pub use constraints::{Constraints, Key, Scale};
 pub use error::{CantorError, Result};
 pub use grid::{Note, Score, TimeSignature, Token, Voice};

@@ -154,38 +154,39 @@ impl Voicing {
     }
 
     /// The character pad's energy ([`crate::character`]) around (`step`,
-    /// `voice`) if it held `token`: the pitch changes into its span and out
-    /// of it, and the beats in its span that sound a plain triad. As for
-    /// [`Voicing::local_energy`], only differences between tokens mean
-    /// anything.
+    /// `voice`) if it held `token`, with `characters` the pad's position at
+    /// each step: the pitch changes into its span and out of it, and the
+    /// beats in its span that sound a plain triad, each priced at its own
+    /// step. As for [`Voicing::local_energy`], only differences between
+    /// tokens mean anything.
     pub(crate) fn character_energy(
         &self,
         step: usize,
         voice: Voice,
         token: Token,
-        character: &Character,
+        characters: &[Character],
     ) -> f32 {
         let span = self.span(step, voice);
         let pitch = self.sounds_as(step, voice, token);
         let v = voice.index();
         let mut energy = 0.0;
-        if character.activity != 0.0 {
-            let before = step.checked_sub(1).and_then(|s| self.sounding[s][v]);
-            let after = self.sounding.get(span.end).and_then(|row| row[v]);
-            if is_change(before, pitch) {
-                energy += character.change_energy(step);
-            }
-            if is_change(pitch, after) {
-                energy += character.change_energy(span.end);
+        let before = step.checked_sub(1).and_then(|s| self.sounding[s][v]);
+        if is_change(before, pitch) {
+            energy += characters[step].change_energy(step);
+        }
+        if let Some(row) = self.sounding.get(span.end) {
+            if is_change(pitch, row[v]) {
+                energy += characters[span.end].change_energy(span.end);
             }
         }
-        if character.tension != 0.0 {
-            for s in span.filter(|s| s % STEPS_PER_QUARTER == 0) {
-                let mut row = self.sounding[s];
-                row[v] = pitch;
-                if plain_triad(&row) == Some(true) {
-                    energy += character.plain_triad_energy();
-                }
+        for s in span.filter(|s| s % STEPS_PER_QUARTER == 0) {
+            if characters[s].tension == 0.0 {
+                continue;
+            }
+            let mut row = self.sounding[s];
+            row[v] = pitch;
+            if plain_triad(&row) == Some(true) {
+                energy += characters[s].plain_triad_energy();
             }
         }
         energy
@@ -320,16 +321,23 @@ mod tests {
                 }
             }
         }
-        // The character pad's energy too, at both signs of each axis.
-        for character in [
-            Character {
-                activity: 0.7,
-                tension: -0.4,
-            },
-            Character {
-                activity: -1.0,
-                tension: 1.0,
-            },
+        // The character pad's energy too, at both signs of each axis, and
+        // along a lane that changes at step 8 (a note held across the
+        // change is priced into it at one step and out at the other).
+        let busy_plain = Character {
+            activity: 0.7,
+            tension: -0.4,
+        };
+        let calm_tense = Character {
+            activity: -1.0,
+            tension: 1.0,
+        };
+        let len = score.len();
+        let lane = crate::character::Lane::new([(8, calm_tense)]).unwrap();
+        for characters in [
+            vec![busy_plain; len],
+            vec![calm_tense; len],
+            lane.per_step(len, busy_plain),
         ] {
             for step in [4, 8, 9, 12, 13] {
                 for voice in Voice::ALL {
@@ -343,14 +351,14 @@ mod tests {
                     ];
                     for a in tokens {
                         for b in tokens {
-                            let local = voicing.character_energy(step, voice, b, &character)
-                                - voicing.character_energy(step, voice, a, &character);
+                            let local = voicing.character_energy(step, voice, b, &characters)
+                                - voicing.character_energy(step, voice, a, &characters);
                             let mut sa = score.clone();
                             sa.set(step, voice, a);
                             let mut sb = score.clone();
                             sb.set(step, voice, b);
-                            let whole = crate::character::energy(&sb, &character)
-                                - crate::character::energy(&sa, &character);
+                            let whole = crate::character::energy_along(&sb, &characters)
+                                - crate::character::energy_along(&sa, &characters);
                             assert!(
                                 (local - whole).abs() < 1e-5,
                                 "step {step} {voice}: {a:?} → {b:?}: {local} vs {whole}"

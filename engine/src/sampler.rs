@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::SamplingDefaults;
 pub use crate::card::Target;
-use crate::character::Character;
+use crate::character::{Character, Lane};
 use crate::constraints::Constraints;
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice, VOICES};
@@ -55,6 +55,10 @@ pub struct Problem {
     /// [`Problem::finish`] ties them back when the composed note before the
     /// edge ends on that pitch.
     pub splits: Vec<(usize, Voice)>,
+    /// Where the character pad's position changes over the piece (an
+    /// automation lane, read at each bar's start); elsewhere, and when
+    /// empty, the settings' character.
+    pub lane: Lane,
 }
 
 impl Problem {
@@ -80,7 +84,20 @@ impl Problem {
             mask,
             constraints,
             splits,
+            lane: Lane::default(),
         })
+    }
+
+    /// This problem with the character pad moving over it as `lane` says.
+    pub fn with_lane(self, lane: Lane) -> Problem {
+        Problem { lane, ..self }
+    }
+
+    /// Whether anything reweights the network's distributions in solving
+    /// this problem with `settings`: the rules, the pad, or a lane that
+    /// leaves the pad's centre somewhere.
+    pub fn guided(&self, settings: &SamplerSettings) -> bool {
+        settings.guided() || self.lane.changes().iter().any(|(_, c)| !c.is_neutral())
     }
 
     /// Ties each split note back to the composed note before the edge when
@@ -711,7 +728,7 @@ impl<'a> Run<'a> {
     fn decode(&self, denoised: &Tensor) -> Result<Score> {
         let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
         let out = self.argmax(&probs);
-        Ok(match self.settings.guided() {
+        Ok(match self.problem.guided(self.settings) {
             true => self.polish(out, &probs),
             false => out,
         })
@@ -724,7 +741,7 @@ impl<'a> Run<'a> {
     /// kept). The Langevin update then moves towards the guided denoiser:
     /// the score of p(x)·exp(−λ·E) with E read off x's nearest score.
     fn guide(&self, denoised: Tensor) -> Result<Tensor> {
-        if !self.settings.guided() {
+        if !self.problem.guided(self.settings) {
             return Ok(denoised);
         }
         let vocab = &self.model.card.vocabulary;
@@ -903,8 +920,12 @@ struct Sweep<'a> {
     problem: &'a Problem,
     vocab: &'a Vocabulary,
     allowed: &'a [Vec<bool>; VOICES],
+    /// The rules' weight λ before the pad scales it.
     rules: f32,
-    character: Character,
+    /// The pad's position at each step (the settings' or the lane's).
+    characters: Vec<Character>,
+    /// The pad at its centre at every step: the character energies are off.
+    neutral: bool,
 }
 
 impl<'a> Sweep<'a> {
@@ -914,12 +935,16 @@ impl<'a> Sweep<'a> {
         allowed: &'a [Vec<bool>; VOICES],
         settings: &SamplerSettings,
     ) -> Sweep<'a> {
+        let characters = problem
+            .lane
+            .per_step(problem.score.len(), settings.character);
         Sweep {
             problem,
             vocab: &model.card.vocabulary,
             allowed,
-            rules: settings.rules * settings.character.rules_scale(),
-            character: settings.character,
+            rules: settings.rules,
+            neutral: characters.iter().all(Character::is_neutral),
+            characters,
         }
     }
 
@@ -974,9 +999,8 @@ impl<'a> Sweep<'a> {
         may_hold: bool,
         buffer: &'b mut Vec<f32>,
     ) -> Option<&'b [f32]> {
-        let lambda = self.rules;
-        let character = self.character;
-        if lambda <= 0.0 && character.is_neutral() {
+        let lambda = self.rules * self.characters[step].rules_scale();
+        if lambda <= 0.0 && self.neutral {
             return None;
         }
         let allowed = &self.allowed[voice.index()];
@@ -990,8 +1014,8 @@ impl<'a> Sweep<'a> {
             }
             // At the pad's centre (the default) the cell's span is not walked
             // again for an energy that is zero.
-            if usable && !character.is_neutral() {
-                energy += voicing.character_energy(step, voice, token, &character);
+            if usable && !self.neutral {
+                energy += voicing.character_energy(step, voice, token, &self.characters);
             }
             buffer.push(energy);
         }

@@ -194,6 +194,7 @@ fn transpose_problem(problem: &Problem, shift: i32) -> Result<Problem> {
         mask: problem.mask.clone(),
         constraints,
         splits: problem.splits.clone(),
+        lane: problem.lane.clone(),
     })
 }
 
@@ -263,6 +264,7 @@ pub fn compose(
                 .filter(|(step, _)| (from..to).contains(step))
                 .map(|(step, voice)| (step - from, *voice))
                 .collect(),
+            lane: problem.lane.slice(from..to),
         };
         let part_settings = SamplerSettings {
             seed: settings.seed.wrapping_add(i as u64),

@@ -9,8 +9,8 @@ use cantor_engine::rules;
 use cantor_engine::sampler::{AnnealingFrame, Observer};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, Character,
-    Device, Key, KeyChoice, MaskRegion, Note, SamplerKind, SamplerSettings, Score, ScoreModel,
-    Target, Token, Unobserved, Vocabulary, Voice,
+    Device, Key, KeyChoice, MaskRegion, Note, Problem, SamplerKind, SamplerSettings, Score,
+    ScoreModel, Target, Token, Unobserved, Vocabulary, Voice,
 };
 
 fn tiny_model() -> ScoreModel {
@@ -612,6 +612,62 @@ fn the_character_pad_steers_activity_and_tension() {
     };
     let err = compose(&model, &problem, &wild, &mut Unobserved).unwrap_err();
     assert!(err.to_string().contains("activity"), "{err}");
+}
+
+/// Issue #13: an automation lane moves the pad over the piece; each part
+/// is composed with the character the lane gives it there. Calm for the
+/// first half and busy for the second, the halves move like the pad's calm
+/// and busy positions, not like its centre.
+#[test]
+fn a_lane_gives_each_part_of_the_piece_its_own_character() {
+    let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+    let tune = old_hundredth();
+    let half = tune.len() / 2 / 16 * 16;
+    let harmonize = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let defaults = SamplerSettings::from_defaults(&model.card.sampling);
+    let at = |activity| Character {
+        activity,
+        tension: 0.0,
+    };
+    // Notes per beat of A T B in each half, over seeds 0-2.
+    let measure = |problem: &Problem| -> [f64; 2] {
+        let mut halves = [0.0; 2];
+        for seed in 0..3 {
+            let s = SamplerSettings {
+                seed,
+                ..defaults.clone()
+            };
+            let out = compose(&model, problem, &s, &mut Unobserved).unwrap().score;
+            for (i, range) in [0..half, half..out.len()].into_iter().enumerate() {
+                let part = out.slice(range);
+                for v in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                    halves[i] += notes_per_beat(&part, v) / 9.0;
+                }
+            }
+        }
+        halves
+    };
+    let with = |lane: Vec<(usize, Character)>| {
+        harmonize
+            .clone()
+            .with_lane(cantor_engine::Lane::new(lane).unwrap())
+    };
+    let centre = measure(&harmonize);
+    let lane = measure(&with(vec![(0, at(-1.0)), (half, at(1.0))]));
+    let reverse = measure(&with(vec![(0, at(1.0)), (half, at(-1.0))]));
+    eprintln!("notes/beat by half: centre {centre:?}, calm→busy {lane:?}, busy→calm {reverse:?}");
+    assert!(lane[0] < 0.85 * centre[0] && lane[1] > 1.1 * centre[1]);
+    assert!(reverse[0] > 1.1 * centre[0] && reverse[1] < 0.85 * centre[1]);
+    // A lane at the centre everywhere is the pad's centre, note for note.
+    let flat = with(vec![(0, Character::NEUTRAL), (half, Character::NEUTRAL)]);
+    assert_eq!(
+        compose(&model, &flat, &defaults, &mut Unobserved)
+            .unwrap()
+            .score,
+        compose(&model, &harmonize, &defaults, &mut Unobserved)
+            .unwrap()
+            .score
+    );
 }
 
 /// Issue #15: a piece longer than one section is composed section by
