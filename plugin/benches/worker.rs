@@ -51,6 +51,7 @@ fn heard_window() -> Window {
                 playing: true,
                 bar_start_beat: ((beat + 1.0) / 4.0).floor() * 4.0,
                 bar_beats: 4.0,
+                character: cantor_engine::Character::NEUTRAL,
             },
             8,
         );

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 
 use cantor_engine::grid::{Note, Score, Token, Voice, DEFAULT_VELOCITY};
-use cantor_engine::{compose, KeyChoice, Mask, Observer, Problem, SamplerSettings, ScoreModel};
+use cantor_engine::{
+    compose, Character, KeyChoice, Lane, Mask, Observer, Problem, SamplerSettings, ScoreModel,
+};
 use nice_plug::prelude::Enum;
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +171,8 @@ pub(crate) fn compose_in_range(
             }
         }
     }
-    let folded = Problem::new(heard, problem.mask.clone(), problem.constraints.clone())?;
+    let folded = Problem::new(heard, problem.mask.clone(), problem.constraints.clone())?
+        .with_lane(problem.lane.clone());
     let mut score = compose(model, &folded, settings, observer)?.score;
     for step in 0..score.len() {
         for voice in Voice::ALL {
@@ -179,6 +182,27 @@ pub(crate) fn compose_in_range(
         }
     }
     Ok(score)
+}
+
+/// The character lane of a problem whose step 0 is song step `origin`:
+/// each of the bars starting at `bar_starts` (song steps) takes the
+/// character the window gave it ([`Window::character_at`]: the value when
+/// the playhead last entered it), else `otherwise` (the parameters' now).
+pub(crate) fn character_lane(
+    window: &Window,
+    bar_starts: impl IntoIterator<Item = i64>,
+    origin: i64,
+    otherwise: Character,
+) -> cantor_engine::Result<Lane> {
+    Lane::new(
+        bar_starts
+            .into_iter()
+            .filter(|s| *s >= origin)
+            .map(|start| {
+                let at = (start - origin) as usize;
+                (at, window.character_at(start, otherwise))
+            }),
+    )
 }
 
 /// Watches compositions; told where on the grid each problem starts, so
@@ -256,7 +280,13 @@ pub fn harmonize(
             continue;
         }
         let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
-        let problem = Problem::new(score, mask, constraints)?;
+        let lane = character_lane(
+            window,
+            run.iter().map(|b| b.start),
+            origin,
+            settings.sampler.character,
+        )?;
+        let problem = Problem::new(score, mask, constraints)?.with_lane(lane);
         observer.origin(origin);
         let generated = compose_in_range(model, &problem, &settings.sampler, observer)?;
         for bar in run {
@@ -326,7 +356,16 @@ pub fn answer(
     mask.free_region(phrase.len()..score.len(), &Voice::ALL);
     score.normalize();
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
-    let problem = Problem::new(score, mask, constraints)?;
+    // The answer's bars are ahead of the playhead: each takes what the
+    // playhead read there on an earlier pass, else the parameters' now.
+    let answer_bars = (0..settings.continue_bars as i64).map(|i| from + i * bar_len as i64);
+    let lane = character_lane(
+        window,
+        run.iter().map(|b| b.start).chain(answer_bars),
+        origin,
+        settings.sampler.character,
+    )?;
+    let problem = Problem::new(score, mask, constraints)?.with_lane(lane);
     observer.origin(origin);
     let generated = compose_in_range(model, &problem, &settings.sampler, observer)?;
     let cells = generated

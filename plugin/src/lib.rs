@@ -338,6 +338,7 @@ impl Plugin for Cantor {
                 bar_start,
                 bar_beats,
                 playing,
+                character: self.params.character(),
             };
             link.start_block(block, reported.filter(|_| clock.playing));
         }

@@ -12,6 +12,7 @@
 //! later, which nothing downstream notices.
 
 use cantor_engine::grid::STEPS_PER_QUARTER;
+use cantor_engine::Character;
 
 use crate::grid_time::{step_at_or_after, BlockClock, BlockSpan};
 use crate::playback::Schedule;
@@ -36,6 +37,10 @@ pub enum Capture {
         bar_start_beat: f64,
         /// Bar length in quarter-note beats (4/4 → 4, 6/8 → 3).
         bar_beats: f64,
+        /// The character pad's parameters at the block's start (host
+        /// automation): the window gives each bar the value it had when the
+        /// playhead entered it.
+        character: Character,
     },
 }
 
@@ -102,6 +107,8 @@ pub struct HeldBlock {
     /// Whether the window should take the block as played (a host with no
     /// position at all counts as playing).
     pub playing: bool,
+    /// The character pad's parameters when the block started.
+    pub character: Character,
 }
 
 /// The first sample of a block whose input's song position depends on
@@ -240,6 +247,7 @@ impl AudioLink {
             playing: block.playing,
             bar_start_beat: bar,
             bar_beats: block.bar_beats,
+            character: block.character,
         });
     }
 
@@ -382,6 +390,7 @@ mod tests {
             bar_start: 4.0,
             bar_beats: 4.0,
             playing: true,
+            character: Character::NEUTRAL,
         };
         let playhead = |c: &Capture| match *c {
             Capture::Playhead {

@@ -94,6 +94,17 @@ impl Session {
                 ));
             }
         }
+        let characters = &self.window.characters;
+        if characters.len() > MAX_CHARACTERS
+            || characters
+                .iter()
+                .any(|(start, c)| !(0..=MAX_POSITION).contains(start) || c.check().is_err())
+        {
+            return Err(format!(
+                "{} bars' characters, or one out of range (at most {MAX_CHARACTERS}, each axis -1 … 1)",
+                characters.len()
+            ));
+        }
         for (start, cells) in &self.composition.harmony {
             match bars.get(start) {
                 Some(bar) if cells.len() as i64 == bar.length && valid_cells(cells) => {}
@@ -160,7 +171,7 @@ mod tests {
     /// score, adopting the answer) and must not panic.
     #[test]
     fn generated_sessions_are_refused_or_used_without_a_panic() {
-        use crate::composer::{CellToken, Composition};
+        use crate::composer::{character_lane, CellToken, Composition};
         use crate::take::{adopt_answer, extent, take_bars, take_score};
         use crate::window::{Bar, HeardNote};
         // xorshift64*: a fixed, dependency-free sequence.
@@ -233,6 +244,16 @@ mod tests {
                         .insert(start, vec![[CellToken::Hold; 4]; cells]);
                 }
             }
+            // Characters the playhead read, some of them impossible.
+            let axis = [-1.0, 0.5, 1.0, 2.0, f32::NAN];
+            for _ in 0..(next() % 3) {
+                let character = cantor_engine::Character {
+                    activity: axis[(next() % 5) as usize],
+                    tension: axis[(next() % 4) as usize],
+                };
+                let start = pick(&positions, &mut next);
+                session.window.characters.insert(start, character);
+            }
             if next() % 2 == 0 {
                 let start = pick(&positions, &mut next);
                 let cells = (next() % 80) as usize;
@@ -256,6 +277,10 @@ mod tests {
                         if let Some(span) = extent(&bars) {
                             let range = cantor_engine::Vocabulary::chorales()
                                 .range(cantor_engine::Voice::Soprano);
+                            let starts = bars.iter().map(|b| b.start);
+                            let neutral = cantor_engine::Character::NEUTRAL;
+                            character_lane(&window, starts, span.start, neutral)
+                                .expect("an accepted session's characters are in range");
                             take_score(&window, &composition, mode, range, span);
                         }
                     }

@@ -78,10 +78,11 @@ pub enum Command {
     RegenerateAll,
     /// Mask a region and regenerate exactly its cells.
     Regenerate(Region),
-    /// The character pad was released here: compose with it from now on
-    /// (sent with its parameter gestures, which reach the parameters only
-    /// when the host next runs the plugin — a regeneration asked for in the
-    /// same frame must not compose with the old values).
+    /// The character pad was released here: compose with it from now on,
+    /// and give it to the masked bars (sent with its parameter gestures,
+    /// which reach the parameters only when the host next runs the plugin —
+    /// a regeneration asked for in the same frame must not compose with the
+    /// old values).
     SetCharacter(cantor_engine::Character),
     /// Mask a region without regenerating it yet.
     SetMask(Region),

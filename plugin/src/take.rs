@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::composer::Mode;
 use crate::composer::{
-    compose_in_range, melody_score, CellToken, ComposeSettings, Composition, Watcher, CONTEXT_BARS,
+    character_lane, compose_in_range, melody_score, CellToken, ComposeSettings, Composition,
+    Watcher, CONTEXT_BARS,
 };
 use crate::window::{Bar, HeardNote, Window};
 
@@ -308,7 +309,13 @@ pub fn regenerate(
         }));
     }
     let constraints = cantor_engine::task::constraints_for(settings.key, &score, &mask);
-    let problem = Problem::new(score, mask, constraints)?;
+    let lane = character_lane(
+        window,
+        bars.iter().map(|b| b.start).filter(|s| span.contains(s)),
+        span.start,
+        settings.sampler.character,
+    )?;
+    let problem = Problem::new(score, mask, constraints)?.with_lane(lane);
     observer.origin(span.start);
     let out = compose_in_range(model, &problem, &settings.sampler, observer)?;
     let mut changes = Vec::new();

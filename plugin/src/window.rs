@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use cantor_engine::Character;
+
 use crate::grid_time::nearest_step;
 use crate::link::Capture;
 
@@ -35,6 +37,9 @@ pub mod limits {
     pub const MAX_ANSWER_STEPS: usize = 64 * MAX_BAR_STEPS as usize;
     /// Most notes heard in one bar.
     pub const MAX_NOTES_PER_BAR: usize = 4096;
+    /// Most bars whose character the window remembers (the window's bars
+    /// and an answer's).
+    pub const MAX_CHARACTERS: usize = 2 * MAX_BARS;
 }
 
 /// A melody note at absolute grid steps.
@@ -76,6 +81,12 @@ pub struct Window {
     pass: BTreeMap<i64, Vec<HeardNote>>,
     #[serde(skip)]
     held: Vec<(u8, i64, u8)>,
+    /// The character pad's parameters when the playhead last entered each
+    /// bar (an automation lane read at bar starts), by the bar's first
+    /// step: what the bar is composed with. The bars near the playhead,
+    /// at most [`limits::MAX_CHARACTERS`].
+    #[serde(default)]
+    pub characters: BTreeMap<i64, Character>,
     /// The bar the playhead is in: (start step, length) and the last step seen.
     #[serde(skip)]
     current: Option<(i64, i64, i64)>,
@@ -159,6 +170,7 @@ impl Window {
                 playing,
                 bar_start_beat,
                 bar_beats,
+                character,
             } => {
                 if !playing {
                     // Stopped: the bar heard to its end is a take, a bar
@@ -193,11 +205,43 @@ impl Window {
                         }
                     }
                 }
+                if self.current.is_none_or(|(cur, _, _)| cur != start) {
+                    self.set_character(start, character);
+                }
                 self.current = Some((start, length, step));
                 self.bars.entry(start).and_modify(|b| b.length = length);
                 dirty
             }
         }
+    }
+
+    /// Bar `start` is composed with `character` (the playhead entered it,
+    /// or the editor's pad gave it to the masked bars). The bars far from
+    /// it are forgotten, and the farthest beyond
+    /// [`limits::MAX_CHARACTERS`].
+    pub fn set_character(&mut self, start: i64, character: Character) {
+        use limits::{MAX_CHARACTERS, MAX_SPAN};
+        if start < 0 {
+            return;
+        }
+        self.characters.insert(start, character);
+        self.characters
+            .retain(|bar, _| (bar - start).abs() <= MAX_SPAN / 2);
+        while self.characters.len() > MAX_CHARACTERS {
+            let first = *self.characters.keys().next().expect("non-empty");
+            let last = *self.characters.keys().next_back().expect("non-empty");
+            let farthest = match start - first >= last - start {
+                true => first,
+                false => last,
+            };
+            self.characters.remove(&farthest);
+        }
+    }
+
+    /// The character bar `start` is composed with: the one it was given,
+    /// else `otherwise` (the parameters' now).
+    pub fn character_at(&self, start: i64, otherwise: Character) -> Character {
+        self.characters.get(&start).copied().unwrap_or(otherwise)
     }
 
     fn bar_of(&self, step: i64) -> i64 {
@@ -360,6 +404,7 @@ mod tests {
             playing: true,
             bar_start_beat: (beat / 4.0).floor() * 4.0,
             bar_beats: 4.0,
+            character: cantor_engine::Character::NEUTRAL,
         }
     }
 
@@ -412,6 +457,50 @@ mod tests {
             }
         );
         assert!(bar.dirty);
+    }
+
+    /// Issue #13: each bar is composed with the character pad's parameters
+    /// as the playhead entered it (an automation lane read at bar starts):
+    /// a change inside the bar waits for the next, a later pass replaces
+    /// the value, and a stopped transport reads nothing.
+    #[test]
+    fn each_bar_keeps_the_character_the_playhead_entered_it_with() {
+        let at = |activity: f32| Character {
+            activity,
+            tension: -activity / 2.0,
+        };
+        let mut w = Window::default();
+        let pass = |w: &mut Window, lane: &dyn Fn(f64) -> f32, playing: bool| {
+            for i in 0..32 {
+                let beat = i as f64 * 0.25;
+                let capture = Capture::Playhead {
+                    beat,
+                    playing,
+                    bar_start_beat: (beat / 4.0).floor() * 4.0,
+                    bar_beats: 4.0,
+                    character: at(lane(beat)),
+                };
+                w.hear(capture, 8);
+            }
+        };
+        // Calm in bar 1, turning busy half way through it, busy in bar 2.
+        pass(&mut w, &|beat| if beat < 2.0 { -1.0 } else { 1.0 }, true);
+        assert_eq!(w.character_at(0, Character::NEUTRAL), at(-1.0));
+        assert_eq!(w.character_at(16, Character::NEUTRAL), at(1.0));
+        assert_eq!(w.character_at(32, at(0.5)), at(0.5), "not reached");
+        // The next pass reads the lane again.
+        pass(&mut w, &|_| 0.25, true);
+        assert_eq!(w.character_at(0, Character::NEUTRAL), at(0.25));
+        // Stopped, the transport reads nothing.
+        pass(&mut w, &|_| -0.75, false);
+        assert_eq!(w.character_at(16, Character::NEUTRAL), at(0.25));
+        // A long song keeps the bars near the playhead, a bounded number.
+        for bar in 0..1000 {
+            w.set_character(bar * 16, at(0.0));
+        }
+        assert_eq!(w.characters.len(), limits::MAX_CHARACTERS);
+        assert!(w.characters.contains_key(&(999 * 16)));
+        assert!(!w.characters.contains_key(&0));
     }
 
     #[test]
@@ -514,6 +603,7 @@ mod tests {
                     playing: true,
                     bar_start_beat: bar_start,
                     bar_beats,
+                    character: cantor_engine::Character::NEUTRAL,
                 },
                 8,
             );
@@ -575,6 +665,7 @@ mod tests {
             playing: false,
             bar_start_beat: 0.0,
             bar_beats: 4.0,
+            character: cantor_engine::Character::NEUTRAL,
         };
         assert!(!w.hear(stopped, 8));
         // The same bar again, played through: its melody is this pass alone.
@@ -595,6 +686,7 @@ mod tests {
             playing: false,
             bar_start_beat: 4.0,
             bar_beats: 4.0,
+            character: cantor_engine::Character::NEUTRAL,
         };
         assert!(w.hear(at_end, 8));
         assert_eq!(w.bars[&16].melody.len(), 2);

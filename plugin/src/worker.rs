@@ -157,10 +157,11 @@ struct WorkerState {
     history: History,
     /// Regenerations asked for; each is a new variation.
     variation: u64,
-    /// The character pad's position compositions use: the parameters'
-    /// values when they change (host automation, a saved project), or the
-    /// editor's pad when it is released ([`Command::SetCharacter`]),
-    /// whichever came last.
+    /// The character pad's position for bars the window has given none
+    /// ([`Window::character_at`]; the others take the value the playhead
+    /// read at their start): the parameters' values when they change (host
+    /// automation, a saved project), or the editor's pad when it is
+    /// released ([`Command::SetCharacter`]), whichever came last.
     character: cantor_engine::Character,
     /// The parameters' character as last seen, to notice their changes.
     character_params: Option<cantor_engine::Character>,
@@ -332,7 +333,7 @@ impl WorkerState {
                 self.pending_region = Some(region);
                 self.publish_view();
             }
-            Command::SetCharacter(character) => self.character = character,
+            Command::SetCharacter(character) => self.set_character(character),
             Command::SetMask(region) => {
                 self.mask = Some(region);
                 self.publish_view();
@@ -367,6 +368,22 @@ impl WorkerState {
                 self.publish_view();
             }
             Command::AdoptAnswer => self.adopt_answer(),
+        }
+    }
+
+    /// The editor's pad was released at `character`: compositions take it
+    /// from now on, and so do the masked bars (theirs until the playhead
+    /// next enters them and reads the parameters there).
+    fn set_character(&mut self, character: cantor_engine::Character) {
+        self.character = character;
+        let Some(mask) = self.mask else {
+            return;
+        };
+        let mode = self.params.mode.value();
+        for bar in take_bars(&self.window, &self.composition, mode) {
+            if bar.start < mask.end && bar.end() > mask.start {
+                self.window.set_character(bar.start, character);
+            }
         }
     }
 
@@ -931,6 +948,7 @@ mod tests {
                     playing: true,
                     bar_start_beat: ((beat + 1.0) / 4.0).floor() * 4.0,
                     bar_beats: 4.0,
+                    character: cantor_engine::Character::NEUTRAL,
                 });
             }
         };

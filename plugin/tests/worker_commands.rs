@@ -39,6 +39,7 @@ fn feed(audio: &mut AudioLink) {
                 playing: true,
                 bar_start_beat: (b / 4.0).floor() * 4.0,
                 bar_beats: 4.0,
+                character: cantor_engine::Character::NEUTRAL,
             });
         }
     }

@@ -981,3 +981,95 @@ fn automation_inside_a_block_takes_effect_at_its_sample() {
     });
     stop_and_check_released(&mut c, &everything);
 }
+
+/// Issue #13: an automation lane that moves the Activity parameter over the
+/// song gives each bar the value it has at the bar's start. The same two
+/// bars played twice, Activity calm (-1) from bar 1 and busy (+1) from bar
+/// 3, written at each bar line as a host plays its lane: the calm bars'
+/// harmony moves less than the busy bars' over the same melody, and the
+/// saved session says which bar took which value.
+#[test]
+fn an_activity_lane_gives_each_bar_the_value_at_its_start() {
+    let mut c = Cantor::new(48_000.0, 512);
+    let activity = c.param_id("Activity");
+    let melody: Vec<(f64, f64, u16)> = MELODY
+        .iter()
+        .chain(&MELODY)
+        .enumerate()
+        .map(|(i, &(on, off, key))| match i < MELODY.len() {
+            true => (on, off, key),
+            false => (on + LOOP_BEATS, off + LOOP_BEATS, key),
+        })
+        .collect();
+    let loop_beats = 2.0 * LOOP_BEATS;
+    // CLAP carries a continuous parameter normalized: 0 is -1, 1 is +1.
+    let lane = |bar: usize| if bar < 2 { 0.0 } else { 1.0 };
+    let block = 512u32;
+    let beats_per_sample = TEMPO / 60.0 / c.sample_rate;
+    let one_pass = |c: &mut Cantor| -> Vec<OutNote> {
+        let start = c.position;
+        let mut out = Vec::new();
+        let mut beat = 0.0;
+        while beat < loop_beats - beats_per_sample / 2.0 {
+            let frames = block.min(((loop_beats - beat) / beats_per_sample).round() as u32);
+            let end = beat + frames as f64 * beats_per_sample;
+            let at = |b: f64| (((b - beat) / beats_per_sample).round() as u32).min(frames - 1);
+            let mut notes = Vec::new();
+            for &(on, off, key) in &melody {
+                let off = off.min(loop_beats - beats_per_sample);
+                for (b, is_on) in [(on, true), (off, false)] {
+                    if b >= beat && b < end {
+                        notes.push(InNote {
+                            offset: at(b),
+                            on: is_on,
+                            key,
+                        });
+                    }
+                }
+            }
+            let automation: Vec<_> = (0..4)
+                .map(|bar| bar as f64 * 4.0)
+                .filter(|b| *b >= beat && *b < end)
+                .map(|b| (at(b), activity, lane((b / 4.0) as usize)))
+                .collect();
+            out.extend(c.process_automated(frames, &notes, &automation, Some(playing(beat))));
+            beat = end;
+        }
+        for n in &mut out {
+            n.sample -= start;
+        }
+        out
+    };
+    let bar_samples = out_samples(&c, 4.0);
+    let mut last = Vec::new();
+    for _ in 0..60 {
+        last = one_pass(&mut c);
+        let mut heard = [false; 4];
+        for n in harmony(&last).iter().filter(|n| n.on) {
+            heard[((n.sample / bar_samples) as usize).min(3)] = true;
+        }
+        if heard.iter().all(|h| *h) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let onsets = |bars: std::ops::Range<u64>| {
+        harmony(&last)
+            .iter()
+            .filter(|n| n.on && bars.contains(&(n.sample / bar_samples)))
+            .count()
+    };
+    let (calm, busy) = (onsets(0..2), onsets(2..4));
+    eprintln!("harmony notes struck: calm bars {calm}, busy bars {busy}");
+    assert!(calm > 0, "the calm bars are harmonized: {last:?}");
+    assert!(
+        (calm as f64) < 0.75 * busy as f64,
+        "calm bars {calm} harmony notes, busy bars {busy}"
+    );
+    let characters = &session(&mut c)["window"]["characters"];
+    for (bar, expected) in [(0, -1.0), (16, -1.0), (32, 1.0), (48, 1.0)] {
+        let got = characters[bar.to_string()]["activity"].as_f64();
+        assert_eq!(got, Some(expected), "bar at step {bar}: {characters}");
+    }
+    stop_and_check_released(&mut c, &last);
+}
