@@ -8,6 +8,8 @@ use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, Vec2};
 
 /// Side of the pad's square, in points.
 pub const SIDE: f32 = 132.0;
+/// The dot's colour (also the roll's per-bar marks).
+pub const DOT: Color32 = Color32::from_rgb(240, 160, 60);
 
 /// What the pad remembers between frames.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -97,7 +99,7 @@ pub fn character_pad(ui: &mut Ui, state: &mut PadState, current: Character) -> O
     let dot = state.dragging.unwrap_or(current);
     let color = match state.dragging {
         Some(_) => Color32::from_rgb(255, 200, 90),
-        None => Color32::from_rgb(240, 160, 60),
+        None => DOT,
     };
     painter.circle_filled(point_of(rect, dot), 6.0, color);
     response.on_hover_text(format!(

@@ -254,6 +254,28 @@ pub fn piano_roll(
             FontId::proportional(11.0),
             Color32::LIGHT_GRAY,
         );
+        // The character the bar is composed with, where it leaves the
+        // centre: a small pad at the header's right, its dot where the
+        // big one was.
+        let character = status.window.characters.get(&bar.start);
+        if let Some(&c) = character.filter(|c| !c.is_neutral() && x1 - x0 > 3.0 * HEADER) {
+            let side = HEADER - 6.0;
+            let mark = Rect::from_min_size(
+                Pos2::new(x1 - side - 4.0, rect.top() + 3.0),
+                Vec2::splat(side),
+            );
+            painter.rect_stroke(
+                mark,
+                CornerRadius::same(2),
+                Stroke::new(1.0, Color32::GRAY),
+                StrokeKind::Inside,
+            );
+            painter.circle_filled(
+                crate::pad::point_of(mark.shrink(2.0), c),
+                2.5,
+                crate::pad::DOT,
+            );
+        }
     }
 
     // The mask, or the drag that is making one.

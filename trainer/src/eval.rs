@@ -363,6 +363,9 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
         if let Some(prefix) = &options.report {
             write_report(prefix, &serde_json::to_string_pretty(&sweep)?, &markdown)?;
         }
+        if let Some(dir) = &options.plots {
+            crate::sweep::write_corners(&model, pieces, s, dir)?;
+        }
         return Ok(None);
     }
     let tasks = evaluation.run(s)?;

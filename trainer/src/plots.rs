@@ -66,6 +66,21 @@ impl Image {
         }
     }
 
+    /// The image `k` times as wide and as high (each pixel a k × k block).
+    pub fn scaled(&self, k: usize) -> Image {
+        let k = k.max(1);
+        let (width, height) = (self.width * k, self.height * k);
+        let pixels = (0..height)
+            .flat_map(|y| (0..width).map(move |x| (x / k, y / k)))
+            .map(|(x, y)| self.pixels[y * self.width + x])
+            .collect();
+        Image {
+            width,
+            height,
+            pixels,
+        }
+    }
+
     #[cfg(test)]
     fn get(&self, x: usize, y: usize) -> Rgb {
         self.pixels[y * self.width + x]
@@ -247,6 +262,14 @@ mod tests {
         // Label strips.
         assert_eq!(image.get(0, 0), BACH);
         assert_eq!(image.get(0, panel + PANEL_GAP), GIBBS);
+        // Twice the size: every pixel a 2 × 2 block.
+        let big = image.scaled(2);
+        assert_eq!((big.width, big.height), (2 * image.width, 2 * image.height));
+        for (x, y) in [(x(1) + 1, row(64)), (x(4), row(64)), (0, 0)] {
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                assert_eq!(big.get(2 * x + dx, 2 * y + dy), image.get(x, y));
+            }
+        }
     }
 
     #[test]

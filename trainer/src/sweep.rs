@@ -13,13 +13,15 @@
 //! and how much it moves the other statistic.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cantor_engine::metrics::Summary;
-use cantor_engine::{Character, SamplerSettings};
+use cantor_engine::{Character, SamplerSettings, Score, ScoreModel};
 use serde::Serialize;
 
-use crate::eval::{Evaluation, System, Task, TaskReport};
+use crate::eval::{solve, task_problem, Evaluation, System, Task, TaskReport};
+use crate::plots::{self, Rgb};
 
 /// The five positions each axis is set to.
 pub const POSITIONS: [f32; 5] = [-1.0, -0.5, 0.0, 0.5, 1.0];
@@ -167,6 +169,76 @@ pub fn run(evaluation: &Evaluation, settings: &SamplerSettings) -> Result<Charac
         points,
         axes,
     })
+}
+
+/// Bars of the pad's piano rolls ([`write_corners`]).
+pub const CORNER_BARS: usize = 4;
+
+/// The pad's piano rolls' positions, top to bottom under Bach's, and
+/// their label strips: calm-plain blue, the centre Langevin's orange,
+/// busy-tense red.
+pub const CORNERS: [(Character, Rgb); 3] = [
+    (
+        Character {
+            activity: -1.0,
+            tension: -1.0,
+        },
+        [70, 120, 255],
+    ),
+    (Character::NEUTRAL, plots::LANGEVIN),
+    (
+        Character {
+            activity: 1.0,
+            tension: 1.0,
+        },
+        [235, 60, 60],
+    ),
+];
+
+/// `trainer eval --character --plots DIR`: the first [`CORNER_BARS`] bars
+/// of the first two pieces harmonized by the Langevin sampler at the pad's
+/// opposite corners and its centre ([`CORNERS`]), under Bach's, as
+/// `DIR/character-piece-N.png` (drawn at twice the size of the other
+/// rolls: they are short).
+pub fn write_corners(
+    model: &ScoreModel,
+    pieces: &[Score],
+    settings: &SamplerSettings,
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    for (index, piece) in pieces.iter().enumerate().take(2) {
+        let Some((problem, reference)) = task_problem(Task::Harmonize, piece, index)? else {
+            continue;
+        };
+        let bars = reference.bars();
+        let end = bars
+            .get(CORNER_BARS - 1)
+            .or(bars.last())
+            .map_or(reference.len(), |b| b.end);
+        let mask = problem.mask.slice(0..end);
+        let mut scores = vec![(reference.slice(0..end), plots::BACH)];
+        for (character, label) in CORNERS {
+            let s = SamplerSettings {
+                character,
+                ..settings.clone()
+            };
+            let score = solve(System::Langevin, model, None, &problem, &reference, &s)?;
+            scores.push((score.slice(0..end), label));
+        }
+        let panels: Vec<plots::Panel> = scores
+            .iter()
+            .map(|(score, label)| plots::Panel {
+                score,
+                label: *label,
+                free: Some(&mask),
+            })
+            .collect();
+        let path = dir.join(format!("character-piece-{index}.png"));
+        plots::write_png(&plots::piano_roll(&panels).scaled(2), &path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn axis_sweep(

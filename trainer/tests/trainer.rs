@@ -230,8 +230,13 @@ fn trains_checkpoints_resumes_and_evaluates() {
         "--character",
         "--report",
         sweep.to_str().unwrap(),
+        "--plots",
+        plots.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", text(&run));
+    // Short piano rolls of the pad's corners, under Bach's.
+    let corners = std::fs::read(plots.join("character-piece-0.png")).unwrap();
+    assert_eq!(&corners[1..4], b"PNG");
     let md = std::fs::read_to_string(dir.path().join("sweep.md")).unwrap();
     for row in [
         "## Harmonize, Langevin: Activity",
