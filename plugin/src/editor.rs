@@ -168,9 +168,12 @@ pub fn draw(
             }
             // Regenerate the masked bars with it now (without a mask, it
             // colours what is composed next).
-            commands.push(Command::SetCharacter(chosen));
-            if let Some(mut region) = status.mask {
+            let region = status.mask.map(|mut region| {
                 region.voices = panel.roll.voices_for(status.mode);
+                region
+            });
+            commands.push(Command::SetCharacter(chosen, region));
+            if let Some(region) = region {
                 commands.push(Command::Regenerate(region));
             }
         }

@@ -79,11 +79,11 @@ pub enum Command {
     /// Mask a region and regenerate exactly its cells.
     Regenerate(Region),
     /// The character pad was released here: compose with it from now on,
-    /// and give it to the masked bars (sent with its parameter gestures,
-    /// which reach the parameters only when the host next runs the plugin —
-    /// a regeneration asked for in the same frame must not compose with the
-    /// old values).
-    SetCharacter(cantor_engine::Character),
+    /// and give it to the bars of the region (the mask it regenerates).
+    /// Sent with its parameter gestures, which reach the parameters only
+    /// when the host next runs the plugin: a regeneration asked for in the
+    /// same frame must not compose with the old values.
+    SetCharacter(cantor_engine::Character, Option<Region>),
     /// Mask a region without regenerating it yet.
     SetMask(Region),
     /// Forget the mask (nothing is regenerated).

@@ -333,7 +333,7 @@ impl WorkerState {
                 self.pending_region = Some(region);
                 self.publish_view();
             }
-            Command::SetCharacter(character) => self.set_character(character),
+            Command::SetCharacter(character, region) => self.set_character(character, region),
             Command::SetMask(region) => {
                 self.mask = Some(region);
                 self.publish_view();
@@ -372,11 +372,11 @@ impl WorkerState {
     }
 
     /// The editor's pad was released at `character`: compositions take it
-    /// from now on, and so do the masked bars (theirs until the playhead
-    /// next enters them and reads the parameters there).
-    fn set_character(&mut self, character: cantor_engine::Character) {
+    /// from now on, and so do the bars of `region` (theirs until the
+    /// playhead next enters them and reads the parameters there).
+    fn set_character(&mut self, character: cantor_engine::Character, region: Option<Region>) {
         self.character = character;
-        let Some(mask) = self.mask else {
+        let Some(mask) = region else {
             return;
         };
         let mode = self.params.mode.value();

@@ -341,15 +341,21 @@ fn the_character_pad_regenerates_the_masked_bars_with_its_character() {
     };
     let mut counts = Vec::new();
     for (i, activity) in [-1.0, 1.0].into_iter().enumerate() {
-        shared.send(Command::SetCharacter(cantor_engine::Character {
+        let character = cantor_engine::Character {
             activity,
             tension: 0.0,
-        }));
+        };
+        shared.send(Command::SetCharacter(character, Some(region)));
         shared.send(Command::Regenerate(region));
         let done = wait_for(&shared, "the regeneration", |s| {
             s.undo == i + 1 && s.progress.is_none()
         });
         counts.push(onsets(&done));
+        // The masked bars are now the pad's (until the playhead reads the
+        // parameters there again).
+        for bar in [0, 16, 32, 48] {
+            assert_eq!(done.window.characters.get(&bar), Some(&character));
+        }
     }
     assert!(
         counts[0] < counts[1],
