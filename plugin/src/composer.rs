@@ -560,4 +560,21 @@ mod tests {
         // Two octaves and a bit: the stray low note comes up an octave.
         assert_eq!(pitches(&bar(&[72, 76, 79, 84, 55])), [72, 76, 79, 84, 67]);
     }
+
+    #[test]
+    fn each_bar_of_a_problem_takes_its_own_character_or_the_current_one() {
+        let at = |activity| Character {
+            activity,
+            tension: 0.0,
+        };
+        let mut window = Window::default();
+        window.set_character(32, at(1.0));
+        window.set_character(64, at(-0.5));
+        // A problem starting at song step 16: bars at 16, 32, 48, 64.
+        let lane = character_lane(&window, [16, 32, 48, 64], 16, at(0.25)).unwrap();
+        assert_eq!(
+            lane.changes(),
+            &[(0, at(0.25)), (16, at(1.0)), (32, at(0.25)), (48, at(-0.5))]
+        );
+    }
 }
