@@ -55,6 +55,15 @@ fn motion_energy(before: &[Option<u8>; VOICES], after: &[Option<u8>; VOICES]) ->
         + WIDE_SPACING * m.wide_spacings as f32
 }
 
+/// A cell's rule energy in two parts ([`Voicing::local_faults`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Faults {
+    /// Parallels, crossings, wide spacing and bad leaps.
+    pub lines: f32,
+    /// Beats that are no chord, notes out of range.
+    pub chords: f32,
+}
+
 /// A score being written cell by cell, with its sounding pitches kept up to
 /// date so that the energy a candidate token would add is cheap to find.
 pub(crate) struct Voicing {
@@ -110,7 +119,17 @@ impl Voicing {
     /// The energy of the sonorities around (`step`, `voice`) if it held
     /// `token`. Only differences between tokens of the same cell mean
     /// anything: everything this cell cannot change is left out.
+    #[cfg(test)]
     pub(crate) fn local_energy(&mut self, step: usize, voice: Voice, token: Token) -> f32 {
+        let faults = self.local_faults(step, voice, token);
+        faults.lines + faults.chords
+    }
+
+    /// [`Voicing::local_energy`] in its two parts: the lines' faults
+    /// (parallels, crossings, spacing, leaps), which more notes give more
+    /// chances to make, and the chords' and ranges' (beats that are no
+    /// chord, notes out of range).
+    pub(crate) fn local_faults(&mut self, step: usize, voice: Voice, token: Token) -> Faults {
         let span = self.span(step, voice);
         let pitch = self.sounds_as(step, voice, token);
         let v = voice.index();
@@ -128,29 +147,33 @@ impl Voicing {
                 self.rows.push(row);
             }
         }
-        let mut energy: f32 = self
+        let motion: f32 = self
             .rows
             .windows(2)
             .map(|pair| motion_energy(&pair[0], &pair[1]))
             .sum();
+        let mut chords = 0.0;
         for s in span.clone() {
             if s % STEPS_PER_QUARTER == 0 {
                 let mut row = self.sounding[s];
                 row[v] = pitch;
                 if full_chord(&row) == Some(false) {
-                    energy += NOT_A_CHORD;
+                    chords += NOT_A_CHORD;
                 }
             }
         }
         if let Token::Pitch(p) = token {
             if !TEXTBOOK_RANGES[v].contains(p) {
-                energy += OUT_OF_RANGE;
+                chords += OUT_OF_RANGE;
             }
         }
         // The voice's own line: into the span and out of it.
         let before = step.checked_sub(1).and_then(|s| self.sounding[s][v]);
         let after = self.sounding.get(span.end).and_then(|row| row[v]);
-        energy + leap_energy(before, pitch) + leap_energy(pitch, after)
+        Faults {
+            lines: motion + leap_energy(before, pitch) + leap_energy(pitch, after),
+            chords,
+        }
     }
 
     /// The character pad's energy ([`crate::character`]) around (`step`,

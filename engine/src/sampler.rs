@@ -999,7 +999,8 @@ impl<'a> Sweep<'a> {
         may_hold: bool,
         buffer: &'b mut Vec<f32>,
     ) -> Option<&'b [f32]> {
-        let lambda = self.rules * self.characters[step].rules_scale();
+        let lambda = self.rules;
+        let scale = self.characters[step].rules_scale();
         if lambda <= 0.0 && self.neutral {
             return None;
         }
@@ -1010,7 +1011,8 @@ impl<'a> Sweep<'a> {
             let token = self.vocab.token(voice, i);
             let mut energy = 0.0;
             if usable && lambda > 0.0 {
-                energy += lambda * voicing.local_energy(step, voice, token);
+                let faults = voicing.local_faults(step, voice, token);
+                energy += lambda * (scale * faults.lines + faults.chords);
             }
             // At the pad's centre (the default) the cell's span is not walked
             // again for an energy that is zero.
