@@ -6,14 +6,15 @@
 //!   to the next note) costs `activity ·` [`CALM_NATS`] when calm and
 //!   `−activity ·` [`BUSY_NATS`] when busy (a quarter of it off the eighth
 //!   notes). Busy makes a new note cheaper than holding, calm dearer; and
-//!   busy weighs the rules more ([`BUSY_RULES`]), so that more notes do
-//!   not bring more parallels per beat.
+//!   busy weighs the rules on the voices' lines more ([`BUSY_RULES`]), so
+//!   that more notes do not bring more parallels per beat.
 //! - **Tension** (plain ↔ tense) moves the share of beats whose sonority is
 //!   not a plain major or minor triad: each beat where all four voices
 //!   sound a plain triad costs `tension ·` [`TENSION_NATS`]. Tense pays for
 //!   seventh chords, suspensions and accented non-chord tones over triads;
-//!   plain pays for triads, and weighs the rules more ([`PLAIN_RULES`]):
-//!   a plain triad doubles a tone, and doubled voices can move in octaves.
+//!   plain pays for triads, and weighs the rules on the voices' lines more
+//!   ([`PLAIN_RULES`]): a plain triad doubles a tone, and doubled voices
+//!   can move in octaves.
 //!
 //! Both are counted exactly as the evaluation counts the statistics they
 //! steer ([`crate::metrics::Tally`]'s pitch changes and
