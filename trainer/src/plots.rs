@@ -66,12 +66,13 @@ impl Image {
         }
     }
 
-    /// The image `k` times as wide and as high (each pixel a k × k block).
-    pub fn scaled(&self, k: usize) -> Image {
-        let k = k.max(1);
-        let (width, height) = (self.width * k, self.height * k);
+    /// The image `kx` times as wide and `ky` times as high (each pixel a
+    /// kx × ky block).
+    pub fn scaled(&self, kx: usize, ky: usize) -> Image {
+        let (kx, ky) = (kx.max(1), ky.max(1));
+        let (width, height) = (self.width * kx, self.height * ky);
         let pixels = (0..height)
-            .flat_map(|y| (0..width).map(move |x| (x / k, y / k)))
+            .flat_map(|y| (0..width).map(move |x| (x / kx, y / ky)))
             .map(|(x, y)| self.pixels[y * self.width + x])
             .collect();
         Image {
@@ -262,12 +263,12 @@ mod tests {
         // Label strips.
         assert_eq!(image.get(0, 0), BACH);
         assert_eq!(image.get(0, panel + PANEL_GAP), GIBBS);
-        // Twice the size: every pixel a 2 × 2 block.
-        let big = image.scaled(2);
-        assert_eq!((big.width, big.height), (2 * image.width, 2 * image.height));
+        // Three times as wide, twice as high: every pixel a 3 × 2 block.
+        let big = image.scaled(3, 2);
+        assert_eq!((big.width, big.height), (3 * image.width, 2 * image.height));
         for (x, y) in [(x(1) + 1, row(64)), (x(4), row(64)), (0, 0)] {
-            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                assert_eq!(big.get(2 * x + dx, 2 * y + dy), image.get(x, y));
+            for (dx, dy) in [(0, 0), (2, 0), (0, 1), (2, 1)] {
+                assert_eq!(big.get(3 * x + dx, 2 * y + dy), image.get(x, y));
             }
         }
     }

@@ -198,8 +198,8 @@ pub const CORNERS: [(Character, Rgb); 3] = [
 /// `trainer eval --character --plots DIR`: the first [`CORNER_BARS`] bars
 /// of the first two pieces harmonized by the Langevin sampler at the pad's
 /// opposite corners and its centre ([`CORNERS`]), under Bach's, as
-/// `DIR/character-piece-N.png` (drawn at twice the size of the other
-/// rolls: they are short).
+/// `DIR/character-piece-N.png` (three times as wide as the other rolls:
+/// they are short).
 pub fn write_corners(
     model: &ScoreModel,
     pieces: &[Score],
@@ -235,7 +235,7 @@ pub fn write_corners(
             })
             .collect();
         let path = dir.join(format!("character-piece-{index}.png"));
-        plots::write_png(&plots::piano_roll(&panels).scaled(2), &path)?;
+        plots::write_png(&plots::piano_roll(&panels).scaled(3, 1), &path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
