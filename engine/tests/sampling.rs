@@ -658,13 +658,10 @@ fn a_lane_gives_each_part_of_the_piece_its_own_character() {
     eprintln!("notes/beat by half: centre {centre:?}, calm→busy {lane:?}, busy→calm {reverse:?}");
     // Each half follows its own value: busy there writes far more than
     // calm there, calm less than the centre and busy more.
-    for half in 0..2 {
-        let (busy, calm) = match half {
-            0 => (reverse[0], lane[0]),
-            _ => (lane[1], reverse[1]),
-        };
+    let halves = [(reverse[0], lane[0]), (lane[1], reverse[1])];
+    for (half, ((busy, calm), centre)) in halves.into_iter().zip(centre).enumerate() {
         assert!(busy > 1.5 * calm, "half {half}: busy {busy} calm {calm}");
-        assert!(calm < 0.85 * centre[half] && busy > centre[half]);
+        assert!(calm < 0.85 * centre && busy > centre);
     }
     // A lane at the centre everywhere is the pad's centre, note for note.
     let flat = with(vec![(0, Character::NEUTRAL), (half, Character::NEUTRAL)]);
