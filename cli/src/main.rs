@@ -93,6 +93,11 @@ struct Common {
     /// steadier, more static). Default from the model card.
     #[arg(long)]
     target: Option<String>,
+    /// Weight of the line model (a small network per voice that reads the
+    /// voice's own line) on where each new note goes; 0 = the score network
+    /// alone. Default from the model card.
+    #[arg(long)]
+    line_weight: Option<f32>,
     /// Character pad, calm (-1: about half a chorale's notes per beat) to
     /// busy (1: about one and a half times); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
@@ -284,6 +289,7 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             temperature: common.temperature,
             rules: common.rules,
             target: common.target.as_deref().map(Target::parse).transpose()?,
+            line_weight: common.line_weight,
             activity: common.activity,
             tension: common.tension,
         });

@@ -2,6 +2,8 @@
 //! says what the weights are (architecture, vocabulary, noise schedule), how
 //! they were trained and how well they do.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::vocab::Vocabulary;
@@ -115,6 +117,10 @@ pub struct SamplingDefaults {
     /// choice existed moved towards the mean.
     #[serde(default)]
     pub target: Target,
+    /// Weight of the line model ([`crate::lines`]) on each new pitch, when
+    /// one is attached; cards written before it existed have none.
+    #[serde(default)]
+    pub line_weight: f32,
 }
 
 impl Default for SamplingDefaults {
@@ -126,6 +132,7 @@ impl Default for SamplingDefaults {
             temperature: 1.0,
             rules: 0.0,
             target: Target::Draw,
+            line_weight: 0.0,
         }
     }
 }
@@ -140,6 +147,10 @@ pub struct ModelCard {
     pub noise: NoiseSchedule,
     #[serde(default)]
     pub sampling: SamplingDefaults,
+    /// The line model's weights file beside this card's ([`crate::lines`]),
+    /// loaded with it; cards without one sample with the network alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<String>,
     /// Training record: data, split, steps, losses (free-form).
     #[serde(default)]
     pub training: serde_json::Value,
@@ -162,6 +173,7 @@ impl ModelCard {
             vocabulary,
             noise,
             sampling: SamplingDefaults::default(),
+            lines: None,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
         }
@@ -218,6 +230,16 @@ impl ModelCard {
             return Err(format!(
                 "architecture {a:?} implies about {parameters} weights, more than the {MAX_PARAMETERS} a card may state"
             ));
+        }
+        if let Some(name) = &self.lines {
+            let plain = Path::new(name)
+                .file_name()
+                .is_some_and(|f| f == name.as_str());
+            if !plain || !name.ends_with(".safetensors") {
+                return Err(format!(
+                    "the card's line model '{name}' must be a .safetensors file name beside the card, not a path"
+                ));
+            }
         }
         let d = &self.sampling;
         if d.levels == 0

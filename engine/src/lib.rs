@@ -14,6 +14,7 @@ pub mod constraints;
 pub mod error;
 pub mod grid;
 pub mod io;
+pub mod lines;
 pub mod mask;
 pub mod metrics;
 pub mod model;
@@ -29,6 +30,7 @@ pub use character::{Character, Lane};
 pub use constraints::{Constraints, Key, Scale};
 pub use error::{CantorError, Result};
 pub use grid::{Note, Score, TimeSignature, Token, Voice};
+pub use lines::LineModel;
 pub use mask::{Mask, MaskRegion};
 pub use model::ScoreModel;
 pub use sampler::{

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::card::ModelCard;
 use crate::error::{CantorError, Result};
+use crate::lines::LineModel;
 use crate::network::ScoreNetwork;
 
 /// The card of a weights file: same path, `.json` extension.
@@ -142,6 +144,9 @@ pub struct ScoreModel {
     device: Device,
     /// Where it came from, for messages ("embedded" for the shipped model).
     origin: PathBuf,
+    /// The line model the samplers weigh each new pitch with
+    /// ([`crate::lines`]), when one is attached.
+    lines: Option<Arc<LineModel>>,
 }
 
 impl ScoreModel {
@@ -155,7 +160,20 @@ impl ScoreModel {
             )
         })?;
         let weight_bytes = std::fs::read(weights).map_err(|e| CantorError::io(weights, e))?;
-        Self::from_bytes(&card_bytes, &weight_bytes, weights, device)
+        let model = Self::from_bytes(&card_bytes, &weight_bytes, weights, device)?;
+        match model.card.lines.clone() {
+            None => Ok(model),
+            Some(name) => {
+                let path = weights.with_file_name(&name);
+                let lines = LineModel::load(&path).map_err(|e| {
+                    CantorError::model(
+                        &card_file,
+                        format!("the card names the line model '{name}' beside it: {e}"),
+                    )
+                })?;
+                Ok(model.with_lines(lines))
+            }
+        }
     }
 
     /// Builds a model from a card's JSON and safetensors bytes; `origin` names
@@ -181,6 +199,7 @@ impl ScoreModel {
             network,
             device: device.clone(),
             origin: origin.to_path_buf(),
+            lines: None,
         })
     }
 
@@ -198,6 +217,7 @@ impl ScoreModel {
             network,
             device: device.clone(),
             origin: PathBuf::from("(in memory)"),
+            lines: None,
         })
     }
 
@@ -219,6 +239,23 @@ impl ScoreModel {
         &self.origin
     }
 
+    /// This model with `lines` as its line model (replacing any).
+    pub fn with_lines(mut self, lines: LineModel) -> ScoreModel {
+        self.lines = Some(Arc::new(lines));
+        self
+    }
+
+    /// This model without a line model.
+    pub fn without_lines(mut self) -> ScoreModel {
+        self.lines = None;
+        self
+    }
+
+    /// The attached line model, if any.
+    pub fn lines(&self) -> Option<&LineModel> {
+        self.lines.as_deref()
+    }
+
     /// Copies this model's weights to `device`.
     pub fn to_device(&self, device: &Device) -> Result<ScoreModel> {
         let tensors = self.tensors();
@@ -228,6 +265,7 @@ impl ScoreModel {
         }
         let mut model = Self::from_tensors(self.card.clone(), &moved, device)?;
         model.origin = self.origin.clone();
+        model.lines = self.lines.clone();
         Ok(model)
     }
 
@@ -402,17 +440,30 @@ pub mod shipped {
 
     use super::ScoreModel;
     use crate::error::Result;
+    use crate::lines::LineModel;
 
     pub const CARD: &[u8] = include_bytes!("../../models/chorales.json");
     pub const WEIGHTS: &[u8] = include_bytes!("../../models/chorales.safetensors");
+    /// The line model the shipped card names (`"lines": "lines.safetensors"`).
+    pub const LINES_CARD: &[u8] = include_bytes!("../../models/lines.json");
+    pub const LINES: &[u8] = include_bytes!("../../models/lines.safetensors");
 
-    /// Loads the shipped model onto `device`.
+    /// Loads the shipped model onto `device`, with its line model.
     pub fn load(device: &Device) -> Result<ScoreModel> {
-        ScoreModel::from_bytes(
+        let model = ScoreModel::from_bytes(
             CARD,
             WEIGHTS,
             Path::new("(built-in) models/chorales.safetensors"),
             device,
-        )
+        )?;
+        if model.card.lines.is_none() {
+            return Ok(model);
+        }
+        let lines = LineModel::from_bytes(
+            LINES_CARD,
+            LINES,
+            Path::new("(built-in) models/lines.safetensors"),
+        )?;
+        Ok(model.with_lines(lines))
     }
 }

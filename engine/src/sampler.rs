@@ -33,6 +33,7 @@ use crate::character::{Character, Lane};
 use crate::constraints::Constraints;
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice, VOICES};
+use crate::lines::LineModel;
 use crate::mask::Mask;
 use crate::model::ScoreModel;
 use crate::network::{conditioning, known_channels, one_hot};
@@ -94,10 +95,12 @@ impl Problem {
     }
 
     /// Whether anything reweights the network's distributions in solving
-    /// this problem with `settings`: the rules, the pad, or a lane that
-    /// leaves the pad's centre somewhere.
-    pub fn guided(&self, settings: &SamplerSettings) -> bool {
-        settings.guided() || self.lane.changes().iter().any(|(_, c)| !c.is_neutral())
+    /// this problem with `settings`: the rules, the line model, the pad, or
+    /// a lane that leaves the pad's centre somewhere.
+    pub fn guided(&self, settings: &SamplerSettings, model: &ScoreModel) -> bool {
+        settings.guided()
+            || (settings.line_weight > 0.0 && model.lines().is_some())
+            || self.lane.changes().iter().any(|(_, c)| !c.is_neutral())
     }
 
     /// Ties each split note back to the composed note before the edge when
@@ -210,6 +213,9 @@ pub struct SamplerSettings {
     /// Weight λ of the voice-leading rules ([`crate::rules`]) in nats per
     /// fault; 0 leaves the network's choices alone.
     pub rules: f32,
+    /// Weight of the line model on each new pitch ([`crate::lines`]); 0, or
+    /// a model without one, leaves the network's choice of pitch alone.
+    pub line_weight: f32,
     /// The character pad's position ([`crate::character`]): guidance
     /// energies beside the rules; neutral leaves the music as it was.
     pub character: Character,
@@ -226,6 +232,7 @@ impl SamplerSettings {
             temperature: defaults.temperature,
             target: defaults.target,
             rules: defaults.rules,
+            line_weight: defaults.line_weight,
             character: Character::NEUTRAL,
             seed: 0,
         }
@@ -252,6 +259,9 @@ impl SamplerSettings {
         if let Some(v) = overrides.target {
             self.target = v;
         }
+        if let Some(v) = overrides.line_weight {
+            self.line_weight = v;
+        }
         if let Some(v) = overrides.activity {
             self.character.activity = v;
         }
@@ -261,8 +271,9 @@ impl SamplerSettings {
         self
     }
 
-    /// Whether anything reweights the network's distributions: the rules
-    /// or the character pad.
+    /// Whether the rules or the character pad reweight the network's
+    /// distributions (the line model does too, where the model has one:
+    /// [`Problem::guided`]).
     pub fn guided(&self) -> bool {
         self.rules > 0.0 || !self.character.is_neutral()
     }
@@ -309,6 +320,12 @@ impl SamplerSettings {
                 self.rules
             )));
         }
+        if !(self.line_weight >= 0.0 && self.line_weight <= MAX_LINE_WEIGHT) {
+            return Err(CantorError::input(format!(
+                "line weight {} must be in 0–{MAX_LINE_WEIGHT}",
+                self.line_weight
+            )));
+        }
         self.character.check()
     }
 }
@@ -322,6 +339,7 @@ pub struct SettingsOverrides {
     pub temperature: Option<f32>,
     pub rules: Option<f32>,
     pub target: Option<Target>,
+    pub line_weight: Option<f32>,
     /// The character pad's axes, −1…1.
     pub activity: Option<f32>,
     pub tension: Option<f32>,
@@ -728,7 +746,7 @@ impl<'a> Run<'a> {
     fn decode(&self, denoised: &Tensor) -> Result<Score> {
         let probs = denoised.flatten_all()?.to_vec1::<f32>()?;
         let out = self.argmax(&probs);
-        Ok(match self.problem.guided(self.settings) {
+        Ok(match self.problem.guided(self.settings, self.model) {
             true => self.polish(out, &probs),
             false => out,
         })
@@ -741,7 +759,7 @@ impl<'a> Run<'a> {
     /// kept). The Langevin update then moves towards the guided denoiser:
     /// the score of p(x)·exp(−λ·E) with E read off x's nearest score.
     fn guide(&self, denoised: Tensor) -> Result<Tensor> {
-        if !self.problem.guided(self.settings) {
+        if !self.problem.guided(self.settings, self.model) {
             return Ok(denoised);
         }
         let vocab = &self.model.card.vocabulary;
@@ -922,6 +940,8 @@ struct Sweep<'a> {
     allowed: &'a [Vec<bool>; VOICES],
     /// The rules' weight λ before the pad scales it.
     rules: f32,
+    /// The line model and its weight, when both are there.
+    lines: Option<(&'a LineModel, f32)>,
     /// The pad's position at each step (the settings' or the lane's).
     characters: Vec<Character>,
     /// The pad at its centre at every step: the character energies are off.
@@ -943,6 +963,10 @@ impl<'a> Sweep<'a> {
             vocab: &model.card.vocabulary,
             allowed,
             rules: settings.rules,
+            lines: model
+                .lines()
+                .filter(|_| settings.line_weight > 0.0)
+                .map(|l| (l, settings.line_weight)),
             neutral: characters.iter().all(Character::is_neutral),
             characters,
         }
@@ -968,8 +992,9 @@ impl<'a> Sweep<'a> {
                 }
                 let may_hold =
                     voicing.sounding_before(t, voice) && !self.problem.hold_forbidden(t, voice);
-                let penalty = self.rule_penalties(voicing, t, voice, may_hold, penalties);
                 let o = t * channels + self.vocab.offset(voice);
+                let row = &probs[o..o + self.vocab.voice_size(voice)];
+                let penalty = self.penalties(voicing, t, voice, may_hold, row, penalties);
                 let current = voicing.score().get(t, voice);
                 let cell = Cell {
                     voice,
@@ -989,19 +1014,21 @@ impl<'a> Sweep<'a> {
     }
 
     /// λ·E for each token of (`step`, `voice`) given the cells around it,
-    /// plus the character pad's energy, in `buffer`; `None` when the rules
-    /// are off and the pad is neutral.
-    fn rule_penalties<'b>(
+    /// plus the character pad's energy and the line model's (given the
+    /// network's `row` for the cell), in `buffer`; `None` when the rules are
+    /// off, the pad is neutral and there is no line model.
+    fn penalties<'b>(
         &self,
         voicing: &mut Voicing,
         step: usize,
         voice: Voice,
         may_hold: bool,
+        row: &[f32],
         buffer: &'b mut Vec<f32>,
     ) -> Option<&'b [f32]> {
         let lambda = self.rules;
         let scale = self.characters[step].rules_scale();
-        if lambda <= 0.0 && self.neutral {
+        if lambda <= 0.0 && self.neutral && self.lines.is_none() {
             return None;
         }
         let allowed = &self.allowed[voice.index()];
@@ -1021,12 +1048,25 @@ impl<'a> Sweep<'a> {
             }
             buffer.push(energy);
         }
+        if let Some((lines, weight)) = self.lines {
+            lines.add_energy(
+                voicing.score(),
+                (step, voice),
+                self.vocab,
+                row,
+                weight,
+                buffer,
+            );
+        }
         Some(buffer)
     }
 }
 
 /// Most sweeps of [`Run::polish`]; it usually settles in two or three.
 const POLISH_SWEEPS: usize = 8;
+
+/// Largest line-model weight a run may take.
+pub const MAX_LINE_WEIGHT: f32 = 4.0;
 
 /// Picks a token index from a voice's distribution `p` less `penalty` (in
 /// nats, the rules' λ·E): the allowed one maximising ln p − penalty, or a

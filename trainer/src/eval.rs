@@ -274,6 +274,8 @@ pub struct SettingsRecord {
 
 pub struct EvalOptions {
     pub model: PathBuf,
+    /// A line model to use instead of the one the card names.
+    pub lines: Option<PathBuf>,
     pub data: PathBuf,
     pub split: String,
     pub tasks: Vec<Task>,
@@ -304,6 +306,16 @@ pub struct EvalOptions {
 pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
     let device = cantor_engine::model::select_device(&options.device)?;
     let model = ScoreModel::load(&options.model, &device)?;
+    let model = match &options.lines {
+        Some(path) => model.with_lines(cantor_engine::LineModel::load(path)?),
+        None => model,
+    };
+    if let Some(lines) = model.lines() {
+        eprintln!(
+            "line model {} at weight {}",
+            lines.card.name, options.settings.line_weight
+        );
+    }
     let corpus = Corpus::load(&options.data, options.split_seed)?;
     corpus.announce();
     let pieces = corpus.split(&options.split)?;

@@ -13,6 +13,7 @@ mod bench;
 mod data;
 mod deepbach;
 mod eval;
+mod lines;
 mod plots;
 mod sweep;
 mod train;
@@ -40,6 +41,46 @@ enum Command {
     /// --out; --resume continues; stops when the validation loss stops
     /// improving).
     Deepbach(DeepBachArgs),
+    /// Train the line model: a small network per voice reading its own
+    /// line around a cell (checkpoints beside --out; --resume continues).
+    Lines(LinesArgs),
+}
+
+#[derive(clap::Args)]
+struct LinesArgs {
+    /// JSB chorales JSON, or a folder of MIDI / MusicXML files.
+    #[arg(long)]
+    data: PathBuf,
+    /// Where the best weights (by validation loss) go; the card beside them.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value_t = 8000)]
+    steps: usize,
+    /// Cells per batch, for each voice.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 500)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 4)]
+    patience: usize,
+    /// Steps read each side of a cell.
+    #[arg(long, default_value_t = 16)]
+    context: usize,
+    /// Relative pitches told apart, in semitones each side.
+    #[arg(long, default_value_t = 24)]
+    span: usize,
+    #[arg(long, default_value_t = 64)]
+    hidden: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +153,10 @@ struct SamplingArgs {
     /// What each Langevin step moves towards: draw or mean (default: the card's).
     #[arg(long)]
     target: Option<String>,
+    /// Weight of the line model on each new pitch, 0 = the score network
+    /// alone (default: the card's).
+    #[arg(long)]
+    line_weight: Option<f32>,
     /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
     activity: Option<f32>,
@@ -126,6 +171,10 @@ struct SamplingArgs {
 struct EvalArgs {
     #[arg(long)]
     model: PathBuf,
+    /// A line model (`trainer lines`) to use instead of the one the card
+    /// names.
+    #[arg(long)]
+    lines: Option<PathBuf>,
     #[arg(long)]
     data: PathBuf,
     #[arg(long, default_value = "test")]
@@ -232,6 +281,7 @@ fn sampler_settings(
                 .as_deref()
                 .map(cantor_engine::Target::parse)
                 .transpose()?,
+            line_weight: a.line_weight,
             activity: a.activity,
             tension: a.tension,
         },
@@ -368,6 +418,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => sampler_settings(&a.model, &a.sampling).and_then(|settings| {
             eval::run(eval::EvalOptions {
                 model: a.model,
+                lines: a.lines,
                 data: a.data,
                 split: a.split,
                 tasks: a.tasks,
@@ -417,6 +468,33 @@ fn main() -> ExitCode {
                 valid_positions: a.valid_positions,
                 seed: a.seed,
                 device: a.device,
+                resume: a.resume,
+            })
+        }
+        Command::Lines(a) => {
+            let name = a.name.clone().unwrap_or_else(|| {
+                a.out
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("lines")
+                    .to_string()
+            });
+            lines::train(lines::LinesConfig {
+                data: a.data,
+                out: a.out,
+                name,
+                split_seed: a.split_seed,
+                architecture: cantor_engine::lines::LineConfig {
+                    context: a.context,
+                    span: a.span,
+                    hidden: a.hidden,
+                },
+                batch: a.batch,
+                lr: a.lr,
+                steps: a.steps,
+                eval_every: a.eval_every,
+                patience: a.patience,
+                seed: a.seed,
                 resume: a.resume,
             })
         }
