@@ -98,6 +98,12 @@ struct Common {
     /// alone. Default from the model card.
     #[arg(long)]
     line_weight: Option<f32>,
+    /// Pull towards the key of the given notes (the prompt, the melody, the
+    /// music around a mask), in nats per sixteenth sounding outside it: a
+    /// soft pull, chromatic notes stay possible; 0 = off. For a hard key,
+    /// use --key. Default from the model card.
+    #[arg(long)]
+    key_weight: Option<f32>,
     /// Character pad, calm (-1: about half a chorale's notes per beat) to
     /// busy (1: about one and a half times); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
@@ -290,6 +296,7 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             rules: common.rules,
             target: common.target.as_deref().map(Target::parse).transpose()?,
             line_weight: common.line_weight,
+            key_weight: common.key_weight,
             activity: common.activity,
             tension: common.tension,
         });

@@ -121,6 +121,11 @@ pub struct SamplingDefaults {
     /// one is attached; cards written before it existed have none.
     #[serde(default)]
     pub line_weight: f32,
+    /// Weight of the home key ([`crate::constraints::Key::estimate`] of the
+    /// known notes) in nats per free cell sounding outside it; cards written
+    /// before it existed have none.
+    #[serde(default)]
+    pub key_weight: f32,
 }
 
 impl Default for SamplingDefaults {
@@ -133,6 +138,7 @@ impl Default for SamplingDefaults {
             rules: 0.0,
             target: Target::Draw,
             line_weight: 0.0,
+            key_weight: 0.0,
         }
     }
 }

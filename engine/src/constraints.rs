@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CantorError;
 use crate::grid::{Score, Token, Voice, VOICES};
+use crate::mask::Mask;
 use crate::vocab::{Vocabulary, VoiceRange};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,21 @@ impl Key {
 
     pub fn contains(&self, pitch: u8) -> bool {
         self.pitch_classes()[(pitch % 12) as usize]
+    }
+
+    /// The key of `score`'s known cells alone (those `mask` does not free),
+    /// by [`Key::estimate`].
+    pub fn of_known(score: &Score, mask: &Mask) -> Option<Key> {
+        let mut only_known = score.clone();
+        for step in 0..score.len() {
+            for voice in Voice::ALL {
+                if mask.is_free(step, voice) {
+                    only_known.set(step, voice, Token::Rest);
+                }
+            }
+        }
+        only_known.normalize();
+        Key::estimate(&only_known)
     }
 
     /// Estimates the key of the notes in `score` (duration-weighted

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice};
-use crate::vocab::{Vocabulary, HOLD_INDEX, REST_INDEX};
+use crate::vocab::Vocabulary;
 
 /// Format tag of a line model's card; a card with another tag is refused.
 pub const LINE_FORMAT: &str = "cantor-line-model/1";
@@ -506,6 +506,7 @@ impl LineModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::{HOLD_INDEX, REST_INDEX};
 
     fn line(pitches: &[u8]) -> Score {
         Score::from_pitches(Voice::Alto, pitches, 4)

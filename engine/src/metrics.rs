@@ -113,6 +113,16 @@ pub struct Tally {
     pub prompt_bars: [usize; PROMPT_OVERLAP_BARS],
     /// Continuations whose last chord is the prompt key's tonic or dominant.
     pub tonic_dominant_endings: usize,
+    /// Continuations: sounding cells (step × voice) of the new bars, and
+    /// how many of them sound a pitch class outside the prompt's key (its
+    /// scale by [`Key::pitch_classes`], key by [`Key::estimate`]): the
+    /// chromatic share, to read beside the pitch-class overlap (a
+    /// continuation can lose the overlap by wandering off the key, or by
+    /// weighting the key's degrees differently). Older reports lack it.
+    #[serde(default)]
+    pub key_cells: usize,
+    #[serde(default)]
+    pub outside_key_cells: usize,
 }
 
 /// Bars of a continuation whose pitch-class overlap with the prompt is
@@ -219,6 +229,10 @@ pub struct Summary {
     /// Continuations: fraction whose last chord is the tonic or dominant of
     /// the prompt's key.
     pub tonic_dominant_ending_fraction: Option<f64>,
+    /// Continuations: share of the new bars' sounding cells outside the
+    /// prompt's key. Older reports lack it.
+    #[serde(default)]
+    pub outside_prompt_key: Option<f64>,
 }
 
 impl Tally {
@@ -256,8 +270,8 @@ impl Tally {
     /// the prompt key's tonic or dominant ([`ends_on_tonic_or_dominant`],
     /// key by [`Key::estimate`]). Only the continuation fields are filled.
     pub fn of_continuation(prompt: &Score, continuation: &Score) -> Tally {
-        let ending =
-            Key::estimate(prompt).is_some_and(|key| ends_on_tonic_or_dominant(continuation, key));
+        let key = Key::estimate(prompt);
+        let ending = key.is_some_and(|key| ends_on_tonic_or_dominant(continuation, key));
         let profile = pitch_class_profile(prompt);
         let mut t = Tally {
             prompts: 1,
@@ -265,6 +279,12 @@ impl Tally {
             tonic_dominant_endings: ending as usize,
             ..Tally::default()
         };
+        if let Some(key) = key {
+            for pitch in continuation.sounding_pitches().iter().flatten().flatten() {
+                t.key_cells += 1;
+                t.outside_key_cells += !key.contains(*pitch) as usize;
+            }
+        }
         for (i, bar) in continuation
             .bars()
             .into_iter()
@@ -447,6 +467,8 @@ impl Tally {
             self.prompt_bars[i] += other.prompt_bars[i];
         }
         self.tonic_dominant_endings += other.tonic_dominant_endings;
+        self.key_cells += other.key_cells;
+        self.outside_key_cells += other.outside_key_cells;
     }
 
     /// Rates, with the pitch-class overlap taken against `reference`.
@@ -519,6 +541,8 @@ impl Tally {
             }),
             tonic_dominant_ending_fraction: (self.prompts > 0)
                 .then(|| self.tonic_dominant_endings as f64 / self.prompts as f64),
+            outside_prompt_key: (self.key_cells > 0)
+                .then(|| self.outside_key_cells as f64 / self.key_cells as f64),
         }
     }
 }
@@ -907,6 +931,9 @@ mod tests {
         let s = t.summary(None);
         assert_eq!(s.prompt_overlap_by_bar[..3], [Some(1.0), Some(0.0), None]);
         assert!((s.prompt_pitch_class_overlap.unwrap() - 0.5).abs() < 1e-9);
+        // F♯ major's A♯, F♯ and C♯ are all outside C major: half the
+        // sounding cells.
+        assert_eq!(s.outside_prompt_key, Some(0.5));
     }
 
     #[test]

@@ -182,6 +182,22 @@ impl Voicing {
     /// beats in its span that sound a plain triad, each priced at its own
     /// step. As for [`Voicing::local_energy`], only differences between
     /// tokens mean anything.
+    /// Sixteenths that `token` at (`step`, `voice`) would sound a pitch
+    /// class outside `key` (its pitch classes): the cell and the holds after
+    /// it, or 0 when it sounds in the key or not at all.
+    pub(crate) fn outside_key(
+        &self,
+        step: usize,
+        voice: Voice,
+        token: Token,
+        key: &[bool; 12],
+    ) -> f32 {
+        match self.sounds_as(step, voice, token) {
+            Some(p) if !key[(p % 12) as usize] => self.span(step, voice).len() as f32,
+            _ => 0.0,
+        }
+    }
+
     pub(crate) fn character_energy(
         &self,
         step: usize,

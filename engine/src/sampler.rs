@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::card::SamplingDefaults;
 pub use crate::card::Target;
 use crate::character::{Character, Lane};
-use crate::constraints::Constraints;
+use crate::constraints::{Constraints, Key};
 use crate::error::{CantorError, Result};
 use crate::grid::{Score, Token, Voice, VOICES};
 use crate::lines::LineModel;
@@ -87,6 +87,12 @@ impl Problem {
             splits,
             lane: Lane::default(),
         })
+    }
+
+    /// The key of the known notes ([`Key::of_known`]): the prompt's, the
+    /// melody's, the music's around a mask; `None` when nothing is known.
+    pub fn home_key(&self) -> Option<Key> {
+        Key::of_known(&self.score, &self.mask)
     }
 
     /// This problem with the character pad moving over it as `lane` says.
@@ -216,6 +222,15 @@ pub struct SamplerSettings {
     /// Weight of the line model on each new pitch ([`crate::lines`]); 0, or
     /// a model without one, leaves the network's choice of pitch alone.
     pub line_weight: f32,
+    /// Weight of the home key, in nats per free cell that sounds a pitch
+    /// class outside it: the key [`Key::estimate`] reads off the problem's
+    /// known notes (a continuation's prompt, the music around an infill).
+    /// It pulls only at steps where every voice is free (a continuation's
+    /// new bars, a bar masked in all voices): where a voice is given, that
+    /// voice carries the key, chromatic notes and all. A soft pull, not the
+    /// key lock: chromatic notes stay possible, each sixteenth of one costs
+    /// `key_weight`. 0 leaves the key to the network.
+    pub key_weight: f32,
     /// The character pad's position ([`crate::character`]): guidance
     /// energies beside the rules; neutral leaves the music as it was.
     pub character: Character,
@@ -233,6 +248,7 @@ impl SamplerSettings {
             target: defaults.target,
             rules: defaults.rules,
             line_weight: defaults.line_weight,
+            key_weight: defaults.key_weight,
             character: Character::NEUTRAL,
             seed: 0,
         }
@@ -262,6 +278,9 @@ impl SamplerSettings {
         if let Some(v) = overrides.line_weight {
             self.line_weight = v;
         }
+        if let Some(v) = overrides.key_weight {
+            self.key_weight = v;
+        }
         if let Some(v) = overrides.activity {
             self.character.activity = v;
         }
@@ -271,11 +290,11 @@ impl SamplerSettings {
         self
     }
 
-    /// Whether the rules or the character pad reweight the network's
-    /// distributions (the line model does too, where the model has one:
-    /// [`Problem::guided`]).
+    /// Whether the rules, the home key or the character pad reweight the
+    /// network's distributions (the line model does too, where the model
+    /// has one: [`Problem::guided`]).
     pub fn guided(&self) -> bool {
-        self.rules > 0.0 || !self.character.is_neutral()
+        self.rules > 0.0 || self.key_weight > 0.0 || !self.character.is_neutral()
     }
 
     /// Network evaluations one run costs; the Gibbs sampler is given the same
@@ -326,6 +345,12 @@ impl SamplerSettings {
                 self.line_weight
             )));
         }
+        if !(self.key_weight >= 0.0 && self.key_weight <= MAX_KEY_WEIGHT) {
+            return Err(CantorError::input(format!(
+                "key weight {} must be in 0–{MAX_KEY_WEIGHT}",
+                self.key_weight
+            )));
+        }
         self.character.check()
     }
 }
@@ -340,6 +365,7 @@ pub struct SettingsOverrides {
     pub rules: Option<f32>,
     pub target: Option<Target>,
     pub line_weight: Option<f32>,
+    pub key_weight: Option<f32>,
     /// The character pad's axes, −1…1.
     pub activity: Option<f32>,
     pub tension: Option<f32>,
@@ -942,6 +968,12 @@ struct Sweep<'a> {
     rules: f32,
     /// The line model and its weight, when both are there.
     lines: Option<(&'a LineModel, f32)>,
+    /// The home key's pitch classes and its weight, when the weight is on
+    /// and the known notes have a key.
+    key: Option<([bool; 12], f32)>,
+    /// Per step: whether every voice is free there (nothing given), the
+    /// steps the home key pulls; empty when the key is off.
+    open_steps: Vec<bool>,
     /// The pad's position at each step (the settings' or the lane's).
     characters: Vec<Character>,
     /// The pad at its centre at every step: the character energies are off.
@@ -958,6 +990,16 @@ impl<'a> Sweep<'a> {
         let characters = problem
             .lane
             .per_step(problem.score.len(), settings.character);
+        let key = (settings.key_weight > 0.0)
+            .then(|| problem.home_key())
+            .flatten()
+            .map(|k| (k.pitch_classes(), settings.key_weight));
+        let open_steps = match key {
+            Some(_) => (0..problem.score.len())
+                .map(|t| Voice::ALL.iter().all(|v| problem.mask.is_free(t, *v)))
+                .collect(),
+            None => Vec::new(),
+        };
         Sweep {
             problem,
             vocab: &model.card.vocabulary,
@@ -967,6 +1009,8 @@ impl<'a> Sweep<'a> {
                 .lines()
                 .filter(|_| settings.line_weight > 0.0)
                 .map(|l| (l, settings.line_weight)),
+            key,
+            open_steps,
             neutral: characters.iter().all(Character::is_neutral),
             characters,
         }
@@ -1028,7 +1072,10 @@ impl<'a> Sweep<'a> {
     ) -> Option<&'b [f32]> {
         let lambda = self.rules;
         let scale = self.characters[step].rules_scale();
-        if lambda <= 0.0 && self.neutral && self.lines.is_none() {
+        // Where a voice is given (a melody to harmonize) it carries the key,
+        // chromatic notes and all; the home key pulls only where nothing is.
+        let key = self.key.as_ref().filter(|_| self.open_steps[step]);
+        if lambda <= 0.0 && self.neutral && self.lines.is_none() && key.is_none() {
             return None;
         }
         let allowed = &self.allowed[voice.index()];
@@ -1045,6 +1092,9 @@ impl<'a> Sweep<'a> {
             // again for an energy that is zero.
             if usable && !self.neutral {
                 energy += voicing.character_energy(step, voice, token, &self.characters);
+            }
+            if let (true, Some((key, weight))) = (usable, key) {
+                energy += weight * voicing.outside_key(step, voice, token, key);
             }
             buffer.push(energy);
         }
@@ -1067,6 +1117,8 @@ const POLISH_SWEEPS: usize = 8;
 
 /// Largest line-model weight a run may take.
 pub const MAX_LINE_WEIGHT: f32 = 4.0;
+/// Largest home-key weight a run may take, in nats per sixteenth.
+pub const MAX_KEY_WEIGHT: f32 = 8.0;
 
 /// Picks a token index from a voice's distribution `p` less `penalty` (in
 /// nats, the rules' λ·E): the allowed one maximising ln p − penalty, or a

@@ -40,18 +40,7 @@ impl KeyChoice {
         match self {
             KeyChoice::Free => None,
             KeyChoice::Fixed(k) => Some(k),
-            KeyChoice::Auto => {
-                let mut only_known = known.clone();
-                for step in 0..known.len() {
-                    for voice in Voice::ALL {
-                        if mask.is_free(step, voice) {
-                            only_known.set(step, voice, Token::Rest);
-                        }
-                    }
-                }
-                only_known.normalize();
-                Key::estimate(&only_known)
-            }
+            KeyChoice::Auto => Key::of_known(known, mask),
         }
     }
 }

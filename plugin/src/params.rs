@@ -128,7 +128,7 @@ pub struct CantorParams {
 pub const DEFAULT_LEVELS: i32 = 20;
 pub const DEFAULT_TEMPERATURE: f32 = 1.2;
 /// Default weight of the voice-leading rules, the card's (models/README.md).
-pub const DEFAULT_RULES: f32 = 3.0;
+pub const DEFAULT_RULES: f32 = 5.0;
 
 impl Default for CantorParams {
     fn default() -> Self {

@@ -266,6 +266,10 @@ pub struct SettingsRecord {
     pub target: cantor_engine::Target,
     /// Weight of the voice-leading rules (0: the network alone).
     pub rules: f32,
+    /// Weight of the line model (0: none, or the model has none).
+    pub line_weight: f32,
+    /// Weight of the home key (0: off).
+    pub key_weight: f32,
     /// The character pad's position (neutral: the model's own style).
     pub character: cantor_engine::Character,
     pub network_evals: usize,
@@ -428,6 +432,12 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
             temperature: s.temperature,
             target: s.target,
             rules: s.rules,
+            line_weight: if model.lines().is_some() {
+                s.line_weight
+            } else {
+                0.0
+            },
+            key_weight: s.key_weight,
             character: s.character,
             network_evals: s.network_evals(),
             seed: s.seed,
@@ -855,7 +865,7 @@ fn fmt(v: f64) -> String {
 /// The report as Markdown tables.
 pub fn markdown(report: &EvalReport) -> String {
     let mut md = format!(
-        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}), {} network evaluations per piece for both Langevin and Gibbs; seed {}.\n",
+        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}), {} network evaluations per piece for both Langevin and Gibbs; seed {}.\n",
         report.model,
         report.data,
         report.split,
@@ -865,6 +875,8 @@ pub fn markdown(report: &EvalReport) -> String {
         report.settings.temperature,
         report.settings.target,
         report.settings.rules,
+        report.settings.line_weight,
+        report.settings.key_weight,
         report.settings.network_evals,
         report.settings.seed
     );
@@ -960,6 +972,10 @@ pub fn markdown(report: &EvalReport) -> String {
         rows.push((
             "ends on tonic / dominant of the prompt's key".into(),
             Box::new(|s| s.tonic_dominant_ending_fraction),
+        ));
+        rows.push((
+            "sounding cells outside the prompt's key (share)".into(),
+            Box::new(|s| s.outside_prompt_key),
         ));
         for (name, pick) in rows {
             let values: Vec<Option<f64>> = columns

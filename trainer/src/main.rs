@@ -157,6 +157,10 @@ struct SamplingArgs {
     /// alone (default: the card's).
     #[arg(long)]
     line_weight: Option<f32>,
+    /// Weight of the home key (the known notes' key) in nats per sixteenth
+    /// sounding outside it, 0 = off (default: the card's).
+    #[arg(long)]
+    key_weight: Option<f32>,
     /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
     activity: Option<f32>,
@@ -282,6 +286,7 @@ fn sampler_settings(
                 .map(cantor_engine::Target::parse)
                 .transpose()?,
             line_weight: a.line_weight,
+            key_weight: a.key_weight,
             activity: a.activity,
             tension: a.tension,
         },

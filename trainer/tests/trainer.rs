@@ -192,6 +192,8 @@ fn trains_checkpoints_resumes_and_evaluates() {
     assert_eq!(bach["interval_overlap"]["bass"], 1.0);
     assert!(bach["prompt_pitch_class_overlap"].is_number());
     assert!(bach["tonic_dominant_ending_fraction"].is_number());
+    let outside = bach["outside_prompt_key"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&outside), "{outside}");
     assert!(json["tasks"]["harmonize"]["systems"]["gibbs"]["notes_per_beat"]["soprano"].is_null());
     let nll = &json["likelihood"];
     assert_eq!(nll["crops"], 2);
