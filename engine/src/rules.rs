@@ -176,12 +176,6 @@ impl Voicing {
         }
     }
 
-    /// The character pad's energy ([`crate::character`]) around (`step`,
-    /// `voice`) if it held `token`, with `characters` the pad's position at
-    /// each step: the pitch changes into its span and out of it, and the
-    /// beats in its span that sound a plain triad, each priced at its own
-    /// step. As for [`Voicing::local_energy`], only differences between
-    /// tokens mean anything.
     /// Sixteenths that `token` at (`step`, `voice`) would sound a pitch
     /// class outside `key` (its pitch classes): the cell and the holds after
     /// it, or 0 when it sounds in the key or not at all.
@@ -198,6 +192,12 @@ impl Voicing {
         }
     }
 
+    /// The character pad's energy ([`crate::character`]) around (`step`,
+    /// `voice`) if it held `token`, with `characters` the pad's position at
+    /// each step: the pitch changes into its span and out of it, and the
+    /// beats in its span that sound a plain triad, each priced at its own
+    /// step. As for [`Voicing::local_energy`], only differences between
+    /// tokens mean anything.
     pub(crate) fn character_energy(
         &self,
         step: usize,

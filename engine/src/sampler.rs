@@ -531,6 +531,8 @@ struct Run<'a> {
     logit_bias: Tensor,
     /// Per voice, which tokens free cells may take.
     allowed: [Vec<bool>; VOICES],
+    /// The home key's pull, read once from the problem's known notes.
+    home: Option<HomeKey>,
     rng: ChaCha8Rng,
     evals: usize,
 }
@@ -569,6 +571,7 @@ impl<'a> Run<'a> {
             conditioning: Tensor::from_vec(cond, (1, steps, cond_width), &device)?,
             logit_bias: Tensor::from_vec(bias_host, shape, &device)?,
             allowed,
+            home: HomeKey::of(problem, settings),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             device,
             evals: 0,
@@ -724,17 +727,18 @@ impl<'a> Run<'a> {
                 .denoise(&x, &cond, &[sigma], Some(&bias))?;
             let mut probs = d.flatten_all()?.to_vec1::<f32>()?;
             let rng = &mut self.rng;
-            Sweep::of(self.model, self.problem, &self.allowed, self.settings).run(
-                &block,
-                &mut probs,
-                &mut current,
-                &mut penalties,
-                |cell| {
-                    let sample = Some((tau, &mut *rng));
-                    let index = choose(cell.row, cell.allowed, cell.may_hold, cell.penalty, sample);
-                    Some(vocab.token(cell.voice, index))
-                },
-            );
+            Sweep::of(
+                self.model,
+                self.problem,
+                &self.allowed,
+                self.home.as_ref(),
+                self.settings,
+            )
+            .run(&block, &mut probs, &mut current, &mut penalties, |cell| {
+                let sample = Some((tau, &mut *rng));
+                let index = choose(cell.row, cell.allowed, cell.may_hold, cell.penalty, sample);
+                Some(vocab.token(cell.voice, index))
+            });
             // A cell drawn silent may leave a hold after it that no longer
             // belongs to a note; the next step's network input must not see it.
             current.normalize();
@@ -792,7 +796,13 @@ impl<'a> Run<'a> {
         let mut probs = denoised.flatten_all()?.to_vec1::<f32>()?;
         let mut voicing = Voicing::new(self.argmax(&probs));
         let mut penalties = Vec::new();
-        let sweep = Sweep::of(self.model, self.problem, &self.allowed, self.settings);
+        let sweep = Sweep::of(
+            self.model,
+            self.problem,
+            &self.allowed,
+            self.home.as_ref(),
+            self.settings,
+        );
         sweep.run(
             &self.problem.mask,
             &mut probs,
@@ -894,7 +904,13 @@ impl<'a> Run<'a> {
         let mut penalties = Vec::new();
         // The sweep hands out rows to change; polishing only reads them.
         let mut rows = probs.to_vec();
-        let sweep = Sweep::of(self.model, self.problem, &self.allowed, self.settings);
+        let sweep = Sweep::of(
+            self.model,
+            self.problem,
+            &self.allowed,
+            self.home.as_ref(),
+            self.settings,
+        );
         for _ in 0..POLISH_SWEEPS {
             let changed = sweep.run(
                 &self.problem.mask,
@@ -960,6 +976,33 @@ struct Cell<'c> {
 /// turn, step by step (a step's voices before the next step), seen with its
 /// row, what it may take and what the rules charge given the cells around
 /// it; the caller chooses its token, which the cells after it then see.
+/// The home key's pull ([`SamplerSettings::key_weight`]) over one problem.
+struct HomeKey {
+    pitch_classes: [bool; 12],
+    weight: f32,
+    /// Per step: whether every voice is free there (nothing given), the
+    /// steps the key pulls.
+    open_steps: Vec<bool>,
+}
+
+impl HomeKey {
+    /// `None` when the weight is off or the known notes have no key.
+    fn of(problem: &Problem, settings: &SamplerSettings) -> Option<HomeKey> {
+        if settings.key_weight <= 0.0 {
+            return None;
+        }
+        let key = problem.home_key()?;
+        let mask = &problem.mask;
+        Some(HomeKey {
+            pitch_classes: key.pitch_classes(),
+            weight: settings.key_weight,
+            open_steps: (0..mask.len())
+                .map(|t| Voice::ALL.iter().all(|v| mask.is_free(t, *v)))
+                .collect(),
+        })
+    }
+}
+
 struct Sweep<'a> {
     problem: &'a Problem,
     vocab: &'a Vocabulary,
@@ -968,12 +1011,9 @@ struct Sweep<'a> {
     rules: f32,
     /// The line model and its weight, when both are there.
     lines: Option<(&'a LineModel, f32)>,
-    /// The home key's pitch classes and its weight, when the weight is on
-    /// and the known notes have a key.
-    key: Option<([bool; 12], f32)>,
-    /// Per step: whether every voice is free there (nothing given), the
-    /// steps the home key pulls; empty when the key is off.
-    open_steps: Vec<bool>,
+    /// The home key's pull, when its weight is on and the known notes have
+    /// a key.
+    home: Option<&'a HomeKey>,
     /// The pad's position at each step (the settings' or the lane's).
     characters: Vec<Character>,
     /// The pad at its centre at every step: the character energies are off.
@@ -985,21 +1025,12 @@ impl<'a> Sweep<'a> {
         model: &'a ScoreModel,
         problem: &'a Problem,
         allowed: &'a [Vec<bool>; VOICES],
+        home: Option<&'a HomeKey>,
         settings: &SamplerSettings,
     ) -> Sweep<'a> {
         let characters = problem
             .lane
             .per_step(problem.score.len(), settings.character);
-        let key = (settings.key_weight > 0.0)
-            .then(|| problem.home_key())
-            .flatten()
-            .map(|k| (k.pitch_classes(), settings.key_weight));
-        let open_steps = match key {
-            Some(_) => (0..problem.score.len())
-                .map(|t| Voice::ALL.iter().all(|v| problem.mask.is_free(t, *v)))
-                .collect(),
-            None => Vec::new(),
-        };
         Sweep {
             problem,
             vocab: &model.card.vocabulary,
@@ -1009,8 +1040,7 @@ impl<'a> Sweep<'a> {
                 .lines()
                 .filter(|_| settings.line_weight > 0.0)
                 .map(|l| (l, settings.line_weight)),
-            key,
-            open_steps,
+            home,
             neutral: characters.iter().all(Character::is_neutral),
             characters,
         }
@@ -1074,7 +1104,7 @@ impl<'a> Sweep<'a> {
         let scale = self.characters[step].rules_scale();
         // Where a voice is given (a melody to harmonize) it carries the key,
         // chromatic notes and all; the home key pulls only where nothing is.
-        let key = self.key.as_ref().filter(|_| self.open_steps[step]);
+        let key = self.home.filter(|h| h.open_steps[step]);
         if lambda <= 0.0 && self.neutral && self.lines.is_none() && key.is_none() {
             return None;
         }
@@ -1093,8 +1123,9 @@ impl<'a> Sweep<'a> {
             if usable && !self.neutral {
                 energy += voicing.character_energy(step, voice, token, &self.characters);
             }
-            if let (true, Some((key, weight))) = (usable, key) {
-                energy += weight * voicing.outside_key(step, voice, token, key);
+            if let (true, Some(home)) = (usable, key) {
+                energy +=
+                    home.weight * voicing.outside_key(step, voice, token, &home.pitch_classes);
             }
             buffer.push(energy);
         }
