@@ -32,6 +32,12 @@
 //!   1, 2, 3, 4, 5–6, 7–8, 9–12, 13–16, > 16;
 //! - leaps past an octave (|interval| > 12), all voices together, per 100
 //!   beats;
+//! - repeated notes: a note struck again on the pitch sounding just before
+//!   (heard as a new note, not counted as one above), per 100 beats; the
+//!   JSB grid has none (a repeated pitch there is one held note);
+//! - dropped voices: sixteenths where a voice is silent while another
+//!   sounds ([`silent_voices`]), in beats per 100 beats — a part falling
+//!   out of the texture, where Bach's voices breathe together;
 //! - the histograms are compared with a reference's (Bach's on the same
 //!   bars) by [`histogram_overlap`]'s intersection.
 //!
@@ -42,7 +48,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::constraints::{Key, Scale};
-use crate::grid::{Score, Voice, STEPS_PER_QUARTER, VOICES};
+use crate::grid::{Score, Token, Voice, STEPS_PER_QUARTER, VOICES};
 use crate::mask::Mask;
 use crate::vocab::VoiceRange;
 
@@ -98,6 +104,14 @@ pub struct Tally {
     pub duration_counts: [[usize; DURATION_BINS]; VOICES],
     /// Melodic leaps larger than an octave, all voices.
     pub wide_leaps: usize,
+    /// Notes struck on the pitch sounding just before, all voices, over
+    /// the free cells. Older reports lack it.
+    #[serde(default)]
+    pub repeated_notes: usize,
+    /// Free cells (step × voice) silent while another voice sounds. Older
+    /// reports lack it.
+    #[serde(default)]
+    pub dropped_voice_cells: usize,
     /// Continuations measured by [`Tally::of_continuation`].
     pub prompts: usize,
     /// Σ over continuations of the new bars' pitch-class overlap with the
@@ -219,6 +233,14 @@ pub struct Summary {
     pub step_share: PerVoice<Option<f64>>,
     /// Melodic leaps past an octave, all voices, per 100 beats.
     pub wide_leaps_per_100_beats: f64,
+    /// Notes struck again on the pitch sounding before, all voices, per
+    /// 100 beats. Older reports lack it.
+    #[serde(default)]
+    pub repeated_notes_per_100_beats: f64,
+    /// Beats (four sixteenths) a voice is silent while another sounds, all
+    /// voices, per 100 beats. Older reports lack it.
+    #[serde(default)]
+    pub dropped_voice_beats_per_100_beats: f64,
     /// Continuations: mean pitch-class overlap of the new bars with the
     /// prompt (None when no continuation was measured).
     pub prompt_pitch_class_overlap: Option<f64>,
@@ -242,6 +264,7 @@ impl Tally {
     pub fn of(score: &Score, region: Option<&Mask>, reference: Option<&Score>) -> Tally {
         let mut t = Tally::vertical(score, region, reference);
         t.count_lines(&score.sounding_pitches(), region);
+        t.count_texture(score, region);
         t
     }
 
@@ -262,7 +285,28 @@ impl Tally {
             ));
         }
         total.count_lines(&score.sounding_pitches(), Some(mask));
+        total.count_texture(score, Some(mask));
         total
+    }
+
+    /// Repeated notes and dropped voices over the cells `region` frees
+    /// (all cells when `None`).
+    fn count_texture(&mut self, score: &Score, region: Option<&Mask>) {
+        let sounding = score.sounding_pitches();
+        for (step, row) in sounding.iter().enumerate() {
+            let dropped = silent_voices(row);
+            for voice in Voice::ALL {
+                if region.is_some_and(|m| step >= m.len() || !m.is_free(step, voice)) {
+                    continue;
+                }
+                let v = voice.index();
+                self.dropped_voice_cells += dropped[v] as usize;
+                let before = step.checked_sub(1).and_then(|s| sounding[s][v]);
+                if matches!(score.get(step, voice), Token::Pitch(p) if Some(p) == before) {
+                    self.repeated_notes += 1;
+                }
+            }
+        }
     }
 
     /// A continuation's measures of how it follows its prompt: the new
@@ -460,6 +504,8 @@ impl Tally {
             }
         }
         self.wide_leaps += other.wide_leaps;
+        self.repeated_notes += other.repeated_notes;
+        self.dropped_voice_cells += other.dropped_voice_cells;
         self.prompts += other.prompts;
         self.prompt_overlap_sum += other.prompt_overlap_sum;
         for i in 0..PROMPT_OVERLAP_BARS {
@@ -533,6 +579,9 @@ impl Tally {
                 (total > 0).then(|| steps as f64 / total as f64)
             }),
             wide_leaps_per_100_beats: per100(self.wide_leaps),
+            repeated_notes_per_100_beats: per100(self.repeated_notes),
+            dropped_voice_beats_per_100_beats: per100(self.dropped_voice_cells)
+                / STEPS_PER_QUARTER as f64,
             prompt_pitch_class_overlap: (self.prompts > 0)
                 .then(|| self.prompt_overlap_sum / self.prompts as f64),
             prompt_overlap_by_bar: std::array::from_fn(|i| {
@@ -687,6 +736,14 @@ pub fn full_chord(row: &[Option<u8>; VOICES]) -> Option<bool> {
         pcs[(((*p)?) % 12) as usize] = true;
     }
     Some(is_triad_or_seventh(&pcs))
+}
+
+/// Per voice, whether it is silent in `row` while another voice sounds (a
+/// part dropped out of the texture; none when all are silent, as at a
+/// breath).
+pub fn silent_voices(row: &[Option<u8>; VOICES]) -> [bool; VOICES] {
+    let any = row.iter().any(Option::is_some);
+    row.map(|p| any && p.is_none())
 }
 
 /// Σ min(pᵢ, qᵢ) of the two histograms after normalising each to sum 1.
@@ -856,6 +913,14 @@ mod tests {
         assert_eq!(summary.step_share.bass, None);
         assert_eq!(summary.duration_overlap.bass, Some(1.0));
         assert_eq!(summary.wide_leaps_per_100_beats, 25.0); // 1 in 4 beats
+                                                            // The re-struck D4 is heard: one repeated note in 4 beats.
+        assert_eq!(t.repeated_notes, 1);
+        assert_eq!(summary.repeated_notes_per_100_beats, 25.0);
+        // The tenor is silent throughout and the alto for its rest while
+        // the bass sounds (the soprano is not in the region): 16 + 2
+        // sixteenths, 4.5 beats in 4.
+        assert_eq!(t.dropped_voice_cells, 18);
+        assert_eq!(summary.dropped_voice_beats_per_100_beats, 112.5);
 
         // Against a reference whose alto moves only in quarter notes by step.
         let mut reference = line(Voice::Alto, &[(60, 0, 4), (62, 4, 4), (64, 8, 4)]);

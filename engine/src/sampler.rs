@@ -109,15 +109,25 @@ impl Problem {
             || self.lane.changes().iter().any(|(_, c)| !c.is_neutral())
     }
 
-    /// Ties each split note back to the composed note before the edge when
-    /// that sounds the same pitch, so the note outside is not struck again.
+    /// Ties each note struck on the pitch already sounding before it to
+    /// that note: in the free cells where a hold may be, and at each split
+    /// when the composed note before the edge ends on the split note's
+    /// pitch (so the note outside is not struck again). The data's grid
+    /// has no repeated pitch — one there is one held note — and the
+    /// network's belief that a pitch goes on sounding is spread over the
+    /// hold and the re-strike, so the samplers' per-cell choices struck
+    /// one voice in eight again where it meant to hold (validation,
+    /// harmonize: one onset in eight of the composed alto). Nothing
+    /// sounds different but the repeated attack.
     pub fn finish(&self, score: &mut Score) {
         let sounding = score.sounding_pitches();
-        for &(step, voice) in &self.splits {
-            if let Token::Pitch(p) = score.get(step, voice) {
-                if sounding[step - 1][voice.index()] == Some(p) {
-                    score.set(step, voice, Token::Hold);
-                }
+        let composed = (1..score.len())
+            .flat_map(|t| Voice::ALL.map(|v| (t, v)))
+            .filter(|&(t, v)| self.mask.is_free(t, v) && !self.hold_forbidden(t, v));
+        for (step, voice) in composed.chain(self.splits.iter().copied()) {
+            let before = sounding[step - 1][voice.index()];
+            if matches!(score.get(step, voice), Token::Pitch(p) if Some(p) == before) {
+                score.set(step, voice, Token::Hold);
             }
         }
     }
@@ -971,11 +981,6 @@ struct Cell<'c> {
     current: Token,
 }
 
-/// The free-cell sweep the samplers share (Gibbs's redraws, the rules'
-/// guidance of the denoiser, the final polish): every cell of a mask in
-/// turn, step by step (a step's voices before the next step), seen with its
-/// row, what it may take and what the rules charge given the cells around
-/// it; the caller chooses its token, which the cells after it then see.
 /// The home key's pull ([`SamplerSettings::key_weight`]) over one problem.
 struct HomeKey {
     pitch_classes: [bool; 12],
@@ -1003,6 +1008,11 @@ impl HomeKey {
     }
 }
 
+/// The free-cell sweep the samplers share (Gibbs's redraws, the rules'
+/// guidance of the denoiser, the final polish): every cell of a mask in
+/// turn, step by step (a step's voices before the next step), seen with its
+/// row, what it may take and what the rules charge given the cells around
+/// it; the caller chooses its token, which the cells after it then see.
 struct Sweep<'a> {
     problem: &'a Problem,
     vocab: &'a Vocabulary,

@@ -431,7 +431,8 @@ fn the_relaxation_sharpens_into_notes_in_the_problems_own_key() {
     };
     // The view shows the guided beliefs the sampler draws from. With the
     // network and the rules alone (draws, λ = 5) they sharpen late, from
-    // about 0.2 to 0.6. The line expert at the shipped weight 2 keeps them
+    // about 0.5 to 0.9 (from 0.2 to 0.6 before the rules charged a voice
+    // that drops out: a rest took the mass the rules drove off the notes). The line expert at the shipped weight 2 keeps them
     // at 0.3-0.45 to the end: it spreads each cell's moving mass over the
     // pitches the voice's line could step to, so the view is honest that the
     // last levels still choose between passing notes (measured on this
@@ -444,7 +445,7 @@ fn the_relaxation_sharpens_into_notes_in_the_problems_own_key() {
     assert_eq!(observer.cells_outside_mask, 0);
     let (first, last) = (observer.levels[0], *observer.levels.last().unwrap());
     assert!(
-        first < 0.5 && last > 0.6 && last > first + 0.3,
+        first < 0.6 && last > 0.75 && last > first + 0.3,
         "mean belief per level: {:?}",
         observer.levels
     );
@@ -634,6 +635,52 @@ fn the_line_expert_turns_the_lower_voices_leaps_into_steps() {
     assert!(with.0 >= without.0 + 0.05, "{with:?} vs {without:?}");
     // It does not buy its steps by holding still.
     assert!(with.1 >= 0.9 * without.1, "{with:?} vs {without:?}");
+}
+
+#[test]
+fn composed_voices_neither_stutter_nor_drop_out() {
+    // Issue #11, session 14: the samplers struck a voice's sounding pitch
+    // again where the data only ever holds it (one onset in eight of the
+    // composed alto), and the rules, which could charge no rest, made the
+    // inner voices fall silent between the melody's notes (4.5% of the
+    // tenor's sixteenths). Neither is counted as a note by the motion
+    // metrics; both are heard.
+    use cantor_engine::metrics::Tally;
+    let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+    let tune = old_hundredth();
+    let problem = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let defaults = SamplerSettings::from_defaults(&model.card.sampling);
+    for kind in [SamplerKind::Langevin, SamplerKind::Gibbs] {
+        let mut dropped = Vec::new();
+        for seed in 0..3 {
+            let s = SamplerSettings {
+                kind,
+                seed,
+                ..defaults.clone()
+            };
+            let out = compose(&model, &problem, &s, &mut Unobserved)
+                .unwrap()
+                .score;
+            let sounding = out.sounding_pitches();
+            for step in 1..out.len() {
+                for voice in [Voice::Alto, Voice::Tenor, Voice::Bass] {
+                    let before = sounding[step - 1][voice.index()];
+                    assert!(
+                        !matches!(out.get(step, voice), Token::Pitch(p) if Some(p) == before),
+                        "{kind:?} seed {seed}: {voice} strikes its sounding pitch again at {step}"
+                    );
+                }
+            }
+            let t = Tally::over_free_spans(&out, &problem.mask, None);
+            dropped.push(t.summary(None).dropped_voice_beats_per_100_beats);
+        }
+        eprintln!("{kind:?}: beats a voice drops out per 100 beats, seeds 0-2: {dropped:?}");
+        // Bach's harmonies on the validation split: 0.55; without the rule
+        // the Langevin sampler's seed 0 dropped 2.1 here.
+        for d in dropped {
+            assert!(d <= 1.0, "{kind:?}: {d} beats dropped per 100 beats");
+        }
+    }
 }
 
 /// Issue #13: the character pad steers what it names on the shipped model,

@@ -126,7 +126,7 @@ pub struct CantorParams {
 /// Default noise levels and temperature: the shipped model card's choice,
 /// from `trainer bench` on the validation split (models/README.md).
 pub const DEFAULT_LEVELS: i32 = 20;
-pub const DEFAULT_TEMPERATURE: f32 = 1.2;
+pub const DEFAULT_TEMPERATURE: f32 = 1.3;
 /// Default weight of the voice-leading rules, the card's (models/README.md).
 pub const DEFAULT_RULES: f32 = 5.0;
 

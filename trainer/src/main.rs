@@ -230,6 +230,11 @@ struct EvalArgs {
     /// statistic it steers, the other's and the voice leading beside Bach's.
     #[arg(long)]
     character: bool,
+    /// Sampler runs per piece, pooled: seeds --seed, --seed + 1, … (Bach's
+    /// music counted once). One bar per piece (infill) is few beats; more
+    /// seeds steady the estimate.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    seeds: u64,
 }
 
 fn parse_system(s: &str) -> Result<eval::System, String> {
@@ -440,6 +445,7 @@ fn main() -> ExitCode {
                 deepbach: a.deepbach,
                 deepbach_budgets: a.deepbach_budgets,
                 character: a.character,
+                seeds: a.seeds,
             })
             .map(|_| ())
         }),

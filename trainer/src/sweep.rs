@@ -113,6 +113,8 @@ pub struct CharacterSweep {
     pub base: Character,
     pub network_evals: usize,
     pub seed: u64,
+    /// Sampler runs per piece, pooled (seeds `seed`, `seed + 1`, …).
+    pub seeds: u64,
     /// Every position's full task reports.
     pub points: Vec<(Character, BTreeMap<Task, TaskReport>)>,
     pub axes: Vec<AxisSweep>,
@@ -166,6 +168,7 @@ pub fn run(evaluation: &Evaluation, settings: &SamplerSettings) -> Result<Charac
         base,
         network_evals: settings.network_evals(),
         seed: settings.seed,
+        seeds: evaluation.seeds,
         points,
         axes,
     })
@@ -314,10 +317,10 @@ pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
 /// The sweep as Markdown: one table per task, sampler and axis.
 pub fn markdown(sweep: &CharacterSweep, model: &std::path::Path, split: &str) -> String {
     let mut md = format!(
-        "# Character sweep of `{}`\n\nSplit **{split}**, {} network evaluations per piece, seed {}; each axis at {:?} with the other at {} (activity) / {} (tension).\n",
+        "# Character sweep of `{}`\n\nSplit **{split}**, {} network evaluations per piece, {}; each axis at {:?} with the other at {} (activity) / {} (tension).\n",
         model.display(),
         sweep.network_evals,
-        sweep.seed,
+        crate::eval::seeds_text(sweep.seed, sweep.seeds),
         POSITIONS,
         sweep.base.activity,
         sweep.base.tension,

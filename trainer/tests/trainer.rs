@@ -172,6 +172,8 @@ fn trains_checkpoints_resumes_and_evaluates() {
         "| interval-histogram overlap with Bach T |",
         "| duration-histogram overlap with Bach B |",
         "| leaps > octave / 100 beats |",
+        "| repeated notes (same pitch struck again) / 100 beats |",
+        "| beats a voice drops out while others sound / 100 beats |",
         "| pitch-class overlap of the new bars with the prompt |",
         "| ends on tonic / dominant of the prompt's key |",
         "Targets (Langevin vs Bach): parallels",
@@ -194,6 +196,10 @@ fn trains_checkpoints_resumes_and_evaluates() {
     assert!(bach["tonic_dominant_ending_fraction"].is_number());
     let outside = bach["outside_prompt_key"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&outside), "{outside}");
+    // The JSB grid has no repeated pitch, and its four voices sound
+    // together.
+    assert_eq!(bach["repeated_notes_per_100_beats"], 0.0);
+    assert_eq!(bach["dropped_voice_beats_per_100_beats"], 0.0);
     assert!(json["tasks"]["harmonize"]["systems"]["gibbs"]["notes_per_beat"]["soprano"].is_null());
     let nll = &json["likelihood"];
     assert_eq!(nll["crops"], 2);
@@ -211,6 +217,51 @@ fn trains_checkpoints_resumes_and_evaluates() {
         let bytes = std::fs::read(plots.join(name)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{name}");
     }
+
+    // Several runs per piece, pooled: the same music as the runs one by
+    // one, counted together.
+    let alto = |args: &[&str]| -> f64 {
+        let pooled = dir.path().join("pooled");
+        let mut all = vec![
+            "eval",
+            "--model",
+            o,
+            "--data",
+            long.to_str().unwrap(),
+            "--split",
+            "test",
+            "--levels",
+            "3",
+            "--tasks",
+            "harmonize",
+            "--systems",
+            "langevin",
+            "--nll",
+            "off",
+            "--report",
+            pooled.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let run = trainer(&all);
+        assert!(run.status.success(), "{}", text(&run));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("pooled.json")).unwrap())
+                .unwrap();
+        json["tasks"]["harmonize"]["systems"]["langevin"]["notes_per_beat"]["alto"]
+            .as_f64()
+            .unwrap()
+    };
+    let (zero, one, both) = (
+        alto(&["--seed", "0"]),
+        alto(&["--seed", "1"]),
+        alto(&["--seeds", "2"]),
+    );
+    assert!(
+        (both - (zero + one) / 2.0).abs() < 1e-9,
+        "{zero} {one} {both}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("pooled.md")).unwrap();
+    assert!(md.contains("seeds 0–1 pooled"), "{md}");
 
     // The character pad's sweep (#13): each axis at five positions, a
     // table per task, sampler and axis beside Bach, and its verdicts.
