@@ -865,8 +865,11 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The one sweep over free cells that reads a token off each: voice by
-    /// voice, step by step, `pick(row, allowed, may_hold)` chooses the index
+    /// Reads a token off each free cell's own row, with no rule or expert
+    /// and so without [`Sweep`]'s neighbours (the draws towards which
+    /// Langevin moves, and the argmax the decode and the guide start
+    /// from); each cell needs only whether its voice sounds before it. Voice
+    /// by voice, step by step, `pick(row, allowed, may_hold)` chooses the index
     /// of each free cell from its row of `probs`, where a hold is allowed
     /// only after a sounding note (and never where it would lengthen a
     /// known note). Known cells keep their tokens; new notes get the

@@ -53,10 +53,14 @@ const OFF_RESERVE: usize = 128;
 /// Schedules in flight each way.
 const SCHEDULE_CAPACITY: usize = 4;
 
-/// The audio thread's ends of the queues.
+/// The audio thread's ends of the queues (every field the audio thread's).
 pub struct AudioLink {
+    /// What the host played, to the worker.
     pub captures: rtrb::Producer<Capture>,
+    /// What to play, from the worker.
     pub schedules: rtrb::Consumer<Box<Schedule>>,
+    /// Schedules replaced on the audio thread, back to the worker to drop
+    /// (the audio thread never frees).
     pub retired: rtrb::Producer<Box<Schedule>>,
     /// Keys whose note-on reached the window and whose note-off has not:
     /// their note-offs always go through (see [`AudioLink::capture`]).
@@ -265,10 +269,13 @@ fn key_bit(pitch: u8) -> u128 {
     1u128 << (pitch & 0x7f)
 }
 
-/// The worker's ends of the queues.
+/// The worker's ends of the queues (every field the worker thread's).
 pub struct WorkerLink {
+    /// What the host played, from the audio thread.
     pub(crate) captures: rtrb::Consumer<Capture>,
+    /// What to play, to the audio thread.
     pub(crate) schedules: rtrb::Producer<Box<Schedule>>,
+    /// Schedules the audio thread replaced, for the worker to drop.
     pub(crate) retired: rtrb::Consumer<Box<Schedule>>,
 }
 

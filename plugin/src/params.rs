@@ -82,8 +82,8 @@ pub struct CantorParams {
     /// network alone, higher is stricter.
     #[id = "rules"]
     pub rules: FloatParam,
-    /// Noise levels of the sampler: fewer is faster, more is better.
-    /// Noise levels of the annealing (the CLI's `--levels`). Its id stays
+    /// Noise levels of the annealing (the CLI's `--levels`): fewer is
+    /// faster, more is better. Its id stays
     /// "steps", as saved projects and automation lanes know it.
     #[id = "steps"]
     pub levels: IntParam,

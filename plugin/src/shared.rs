@@ -24,8 +24,11 @@ use crate::window::Window;
 /// region being composed, the probability of each pitch sounding.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Annealing {
+    /// The level just done, from 1.
     pub level: usize,
+    /// Levels in the run.
     pub levels: usize,
+    /// Its noise level σ.
     pub sigma: f32,
     /// (song step, voice, pitch, probability).
     pub beliefs: Vec<(i64, Voice, u8, f32)>,
@@ -37,6 +40,7 @@ pub struct Annealing {
 pub struct Status {
     /// "CPU", "CUDA GPU", … once the model is loaded.
     pub device: String,
+    /// The model's name (its card's).
     pub model: String,
     /// The last error (a model that failed to load, a regeneration that
     /// could not run), for the editor to show.
@@ -56,7 +60,9 @@ pub struct Status {
     /// The take: the window, what was composed for it, and the mode that
     /// says which part plays.
     pub window: Window,
+    /// What was composed for the window.
     pub composition: Composition,
+    /// Harmonize or continue.
     pub mode: Mode,
     /// The masked region, shaded in the editor.
     pub mask: Option<Region>,
@@ -64,7 +70,7 @@ pub struct Status {
     pub kept: BTreeSet<i64>,
     /// The key the constraints use, when one is set or estimated.
     pub key: Option<String>,
-    /// Regenerations that can be undone and redone.
+    /// Regenerations that can be undone, and redone.
     pub undo: usize,
     pub redo: usize,
 }
@@ -100,7 +106,11 @@ pub enum Command {
     Panic,
 }
 
+/// State the threads share: the worker's status for the editor, the
+/// editor's commands for the worker, and the playhead for the editor.
 pub struct Shared {
+    /// Written by the worker thread, read by the GUI thread (locked; never
+    /// by the audio thread).
     pub status: Mutex<Status>,
     /// The editor's (or a test's) end of the command channel.
     commands: Sender<Command>,
@@ -111,8 +121,12 @@ pub struct Shared {
     pub cancel: AtomicBool,
     /// The editor is open: the worker reports the annealing level by level.
     pub editor_open: AtomicBool,
+    /// The playhead in beats (f64 bits): written by the audio thread each
+    /// block, read by the GUI thread.
     playhead: AtomicU64,
+    /// Whether the transport plays: audio thread → GUI thread.
     playing: AtomicBool,
+    /// The tempo in BPM (f64 bits): audio thread → GUI thread.
     tempo: AtomicU64,
 }
 

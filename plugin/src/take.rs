@@ -429,7 +429,9 @@ pub fn adopt_answer(
 /// Regenerations that can be undone and redone.
 #[derive(Clone, Debug, Default)]
 pub struct History {
+    /// Regenerations done, the last on top (the worker thread's).
     undo: Vec<Edit>,
+    /// Regenerations undone, the last undone on top.
     redo: Vec<Edit>,
 }
 

@@ -73,12 +73,17 @@ impl Bar {
     }
 }
 
-/// The bars heard, keyed by their first step.
+/// The bars heard, keyed by their first step. The worker thread's (the
+/// editor reads a copy in the status; the audio thread never sees it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
+    /// The bars heard whole, by their first step (saved with the session).
     pub bars: BTreeMap<i64, Bar>,
+    /// Notes of the pass under way, by their bar's first step, until the
+    /// bar is heard to its end.
     #[serde(skip)]
     pass: BTreeMap<i64, Vec<HeardNote>>,
+    /// Keys down: (pitch, onset step, velocity).
     #[serde(skip)]
     held: Vec<(u8, i64, u8)>,
     /// The character pad's parameters when the playhead last entered each
@@ -90,6 +95,8 @@ pub struct Window {
     /// The bar the playhead is in: (start step, length) and the last step seen.
     #[serde(skip)]
     current: Option<(i64, i64, i64)>,
+    /// Counts the bars heard, to stamp each bar with when it was heard
+    /// ([`Bar::heard`]).
     #[serde(skip)]
     clock: u64,
     /// Where an answer may start: the bar line where a phrase ended (see

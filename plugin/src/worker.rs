@@ -30,7 +30,10 @@ use crate::window::Window;
 
 /// A running worker; dropping it stops and joins the thread.
 pub struct Worker {
+    /// Set by the plugin's thread on drop; read by the worker thread
+    /// between turns and by its compositions between noise levels.
     stop: Arc<AtomicBool>,
+    /// The worker thread, joined on drop (the plugin's thread).
     thread: Option<JoinHandle<()>>,
 }
 
@@ -107,14 +110,22 @@ impl Worker {
     }
 }
 
-/// Parameters that change what is composed (a change regenerates all).
+/// Parameters that change what is composed (a change regenerates all);
+/// read from the parameters and compared by the worker thread alone.
+/// Floats are kept in fixed point so that equal settings compare equal.
 #[derive(Clone, Debug, PartialEq)]
 struct ComposeKey {
+    /// Harmonize or continue.
     mode: Mode,
+    /// The seed parameter (a new value asks for a new variation).
     seed: i32,
+    /// Noise levels.
     levels: i32,
+    /// Temperature × 100.
     temperature_centis: i32,
+    /// Rules' weight λ × 10.
     rules_tenths: i32,
+    /// The key lock.
     key: cantor_engine::task::KeyChoice,
 }
 
@@ -792,17 +803,17 @@ impl WorkerState {
     }
 }
 
-/// Observes a composition: reports progress (and the annealing, while the
-/// editor is open), keeps the window current and cancels when the input
-/// changed or the musician pressed Cancel.
-/// What a capture meets besides the window: the answer's place and mode.
+/// What a capture meets besides the window: the answer's place and mode
+/// (the worker thread's, copied into a composition's observer).
 #[derive(Clone, Copy, Debug)]
 struct Listening {
     /// Where the answer that plays starts, if there is one.
     answer_start: Option<i64>,
     /// The answer's bars are kept: new input leaves it be.
     answer_kept: bool,
+    /// Continue mode: a phrase end asks for an answer.
     continue_mode: bool,
+    /// The window parameter: the most bars the window keeps.
     max_bars: usize,
 }
 
@@ -853,18 +864,32 @@ impl Listening {
 /// cancels — on the editor's Cancel, the plugin's removal, or input that
 /// changes what is being composed. It only watches: what arrives is kept
 /// for the worker to take in after the run.
+///
+/// It runs on the worker thread, inside the sampler's call; every field is
+/// that thread's but for what it borrows from the others.
 struct Watch<'a> {
+    /// The editor's side: the status it reports into, the Cancel flag it
+    /// reads (set by the GUI thread).
     shared: &'a Shared,
+    /// The plugin's removal (set by the plugin's thread on drop).
     stop: &'a AtomicBool,
+    /// The worker's end of the audio thread's capture queue, drained level
+    /// by level so that fresh input can cancel the run.
     captures: &'a mut rtrb::Consumer<Capture>,
     /// Captures that arrived during the run, in order.
     arrived: Vec<Capture>,
     /// A copy of the window and the answer asked for, fed what arrives.
     window: Window,
     pending_answer: Option<i64>,
+    /// What the captures meet besides the window.
     listening: Listening,
+    /// The run is to stop at the next level (any reason).
     cancel: bool,
+    /// It stops because the musician pressed Cancel or the plugin is being
+    /// removed (what was there is kept, and no fresh take starts).
     user_cancel: bool,
+    /// The first step of the problem in the window's steps, to report the
+    /// annealing's cells where the editor draws them.
     origin: i64,
 }
 
