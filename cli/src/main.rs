@@ -104,6 +104,12 @@ struct Common {
     /// use --key. Default from the model card.
     #[arg(long)]
     key_weight: Option<f32>,
+    /// Weight of the given notes' key on which degree a voice moves to
+    /// where every voice is free (a continuation, a bar masked in all
+    /// voices): the tonic and dominant before the other degrees; it never
+    /// decides whether a voice moves; 0 = off. Default from the model card.
+    #[arg(long)]
+    degree_weight: Option<f32>,
     /// Character pad, calm (-1: about half a chorale's notes per beat) to
     /// busy (1: about one and a half times); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
@@ -297,6 +303,7 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             target: common.target.as_deref().map(Target::parse).transpose()?,
             line_weight: common.line_weight,
             key_weight: common.key_weight,
+            degree_weight: common.degree_weight,
             activity: common.activity,
             tension: common.tension,
         });

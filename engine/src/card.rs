@@ -126,6 +126,11 @@ pub struct SamplingDefaults {
     /// before it existed have none.
     #[serde(default)]
     pub key_weight: f32,
+    /// Weight of the home key's degrees on where a voice goes
+    /// ([`crate::SamplerSettings::degree_weight`]); cards written before it
+    /// existed have none.
+    #[serde(default)]
+    pub degree_weight: f32,
 }
 
 impl Default for SamplingDefaults {
@@ -139,6 +144,7 @@ impl Default for SamplingDefaults {
             target: Target::Draw,
             line_weight: 0.0,
             key_weight: 0.0,
+            degree_weight: 0.0,
         }
     }
 }

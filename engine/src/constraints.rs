@@ -105,6 +105,20 @@ impl Key {
         allowed
     }
 
+    /// Each pitch class's distance from the tonic in the key's tonal
+    /// hierarchy: −ln of its Krumhansl–Kessler rating over the tonic's (0
+    /// for the tonic, 0.2 for the dominant, about 1 for a chromatic note).
+    pub fn tonal_distance(&self) -> [f32; 12] {
+        let profile = match self.scale {
+            Scale::Major => MAJOR_PROFILE,
+            Scale::Minor => MINOR_PROFILE,
+        };
+        std::array::from_fn(|pc| {
+            let degree = (pc + 12 - self.tonic as usize) % 12;
+            (profile[0] / profile[degree]).ln() as f32
+        })
+    }
+
     pub fn contains(&self, pitch: u8) -> bool {
         self.pitch_classes()[(pitch % 12) as usize]
     }

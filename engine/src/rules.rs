@@ -103,6 +103,12 @@ impl Voicing {
         self.score
     }
 
+    /// The pitch `voice` sounds just before `step`, if any.
+    pub(crate) fn pitch_before(&self, step: usize, voice: Voice) -> Option<u8> {
+        step.checked_sub(1)
+            .and_then(|s| self.sounding[s][voice.index()])
+    }
+
     /// Whether `voice` sounds just before `step` (so a hold may follow).
     pub(crate) fn sounding_before(&self, step: usize, voice: Voice) -> bool {
         step > 0 && self.sounding[step - 1][voice.index()].is_some()
@@ -188,19 +194,19 @@ impl Voicing {
         }
     }
 
-    /// Sixteenths that `token` at (`step`, `voice`) would sound a pitch
-    /// class outside `key` (its pitch classes): the cell and the holds after
-    /// it, or 0 when it sounds in the key or not at all.
-    pub(crate) fn outside_key(
+    /// What `token` at (`step`, `voice`) would cost where each sixteenth
+    /// sounding pitch class `pc` costs `costs[pc]`: over the cell and the
+    /// holds after it, 0 when it sounds nothing.
+    pub(crate) fn key_cost(
         &self,
         step: usize,
         voice: Voice,
         token: Token,
-        key: &[bool; 12],
+        costs: &[f32; 12],
     ) -> f32 {
         match self.sounds_as(step, voice, token) {
-            Some(p) if !key[(p % 12) as usize] => self.span(step, voice).len() as f32,
-            _ => 0.0,
+            Some(p) => costs[(p % 12) as usize] * self.span(step, voice).len() as f32,
+            None => 0.0,
         }
     }
 

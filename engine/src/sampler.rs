@@ -241,6 +241,15 @@ pub struct SamplerSettings {
     /// key lock: chromatic notes stay possible, each sixteenth of one costs
     /// `key_weight`. 0 leaves the key to the network.
     pub key_weight: f32,
+    /// Weight of the home key's degrees on where a voice goes, at the same
+    /// steps: each pitch a voice may move to inside the key is weighed by
+    /// e^(−w·d), d its distance from the tonic in the key's tonal hierarchy
+    /// ([`Key::tonal_distance`]: 0 for the tonic, 0.2 the dominant, 0.4 the
+    /// mediant … 0.8 the leading tone), the moves inside the key keeping the
+    /// network's total probability: it says which degree a new note lands
+    /// on, never whether a voice moves, nor how chromatic it is (that is
+    /// `key_weight`'s). 0 leaves the degrees to the network.
+    pub degree_weight: f32,
     /// The character pad's position ([`crate::character`]): guidance
     /// energies beside the rules; neutral leaves the music as it was.
     pub character: Character,
@@ -259,6 +268,7 @@ impl SamplerSettings {
             rules: defaults.rules,
             line_weight: defaults.line_weight,
             key_weight: defaults.key_weight,
+            degree_weight: defaults.degree_weight,
             character: Character::NEUTRAL,
             seed: 0,
         }
@@ -291,6 +301,9 @@ impl SamplerSettings {
         if let Some(v) = overrides.key_weight {
             self.key_weight = v;
         }
+        if let Some(v) = overrides.degree_weight {
+            self.degree_weight = v;
+        }
         if let Some(v) = overrides.activity {
             self.character.activity = v;
         }
@@ -304,7 +317,10 @@ impl SamplerSettings {
     /// network's distributions (the line model does too, where the model
     /// has one: [`Problem::guided`]).
     pub fn guided(&self) -> bool {
-        self.rules > 0.0 || self.key_weight > 0.0 || !self.character.is_neutral()
+        self.rules > 0.0
+            || self.key_weight > 0.0
+            || self.degree_weight > 0.0
+            || !self.character.is_neutral()
     }
 
     /// Network evaluations one run costs; the Gibbs sampler is given the same
@@ -361,6 +377,12 @@ impl SamplerSettings {
                 self.key_weight
             )));
         }
+        if !(self.degree_weight >= 0.0 && self.degree_weight <= MAX_DEGREE_WEIGHT) {
+            return Err(CantorError::input(format!(
+                "degree weight {} must be in 0–{MAX_DEGREE_WEIGHT}",
+                self.degree_weight
+            )));
+        }
         self.character.check()
     }
 }
@@ -376,6 +398,7 @@ pub struct SettingsOverrides {
     pub target: Option<Target>,
     pub line_weight: Option<f32>,
     pub key_weight: Option<f32>,
+    pub degree_weight: Option<f32>,
     /// The character pad's axes, −1…1.
     pub activity: Option<f32>,
     pub tension: Option<f32>,
@@ -984,30 +1007,80 @@ struct Cell<'c> {
     current: Token,
 }
 
-/// The home key's pull ([`SamplerSettings::key_weight`]) over one problem.
+/// The home key's pull over one problem ([`SamplerSettings::key_weight`],
+/// [`SamplerSettings::degree_weight`]), at the steps where every voice is
+/// free.
 struct HomeKey {
-    pitch_classes: [bool; 12],
-    weight: f32,
+    /// Nats per sixteenth sounding each pitch class: `key_weight` outside
+    /// the key, 0 inside.
+    chromatic: [f32; 12],
+    /// Nats per new note landing on each pitch class of the key
+    /// (`degree_weight` × its tonal distance); `None` outside the key,
+    /// where `chromatic` has the say.
+    degrees: [Option<f32>; 12],
     /// Per step: whether every voice is free there (nothing given), the
     /// steps the key pulls.
     open_steps: Vec<bool>,
 }
 
 impl HomeKey {
-    /// `None` when the weight is off or the known notes have no key.
+    /// `None` when both weights are off or the known notes have no key.
     fn of(problem: &Problem, settings: &SamplerSettings) -> Option<HomeKey> {
-        if settings.key_weight <= 0.0 {
+        if settings.key_weight <= 0.0 && settings.degree_weight <= 0.0 {
             return None;
         }
         let key = problem.home_key()?;
         let mask = &problem.mask;
+        let inside = key.pitch_classes();
+        let distance = key.tonal_distance();
         Some(HomeKey {
-            pitch_classes: key.pitch_classes(),
-            weight: settings.key_weight,
+            chromatic: std::array::from_fn(|pc| match inside[pc] {
+                true => 0.0,
+                false => settings.key_weight,
+            }),
+            degrees: std::array::from_fn(|pc| {
+                inside[pc].then(|| settings.degree_weight * distance[pc])
+            }),
             open_steps: (0..mask.len())
                 .map(|t| Voice::ALL.iter().all(|v| mask.is_free(t, *v)))
                 .collect(),
         })
+    }
+
+    /// Adds into `energy` (a cell of `voice` after `before`, the pitch
+    /// sounding before it, with the network's `row`) the degrees' say on
+    /// where the voice moves: each pitch inside the key that changes what
+    /// sounds costs its degree's nats, shifted so that those moves keep the
+    /// network's total probability under p·e^−E. Holds, rests, re-strikes
+    /// and chromatic pitches are left alone.
+    fn add_degree_energy(
+        &self,
+        voice: Voice,
+        before: Option<u8>,
+        vocab: &Vocabulary,
+        row: &[f32],
+        energy: &mut [f32],
+    ) {
+        let cost = |i: usize| match vocab.token(voice, i) {
+            Token::Pitch(p) if Some(p) != before => self.degrees[(p % 12) as usize],
+            _ => None,
+        };
+        let (mut network, mut weighed) = (0.0f64, 0.0f64);
+        for (i, p) in row.iter().enumerate() {
+            if let Some(c) = cost(i) {
+                network += p.max(0.0) as f64;
+                weighed += p.max(0.0) as f64 * (-c as f64).exp();
+            }
+        }
+        if network <= 0.0 || weighed <= 0.0 {
+            return;
+        }
+        let shift = (weighed / network).ln() as f32;
+        for (i, e) in energy.iter_mut().enumerate() {
+            if let Some(c) = cost(i) {
+                *e += c + shift;
+            }
+        }
     }
 }
 
@@ -1137,10 +1210,13 @@ impl<'a> Sweep<'a> {
                 energy += voicing.character_energy(step, voice, token, &self.characters);
             }
             if let (true, Some(home)) = (usable, key) {
-                energy +=
-                    home.weight * voicing.outside_key(step, voice, token, &home.pitch_classes);
+                energy += voicing.key_cost(step, voice, token, &home.chromatic);
             }
             buffer.push(energy);
+        }
+        if let Some(home) = key {
+            let before = voicing.pitch_before(step, voice);
+            home.add_degree_energy(voice, before, self.vocab, row, buffer);
         }
         if let Some((lines, weight)) = self.lines {
             lines.add_energy(
@@ -1163,6 +1239,8 @@ const POLISH_SWEEPS: usize = 8;
 pub const MAX_LINE_WEIGHT: f32 = 4.0;
 /// Largest home-key weight a run may take, in nats per sixteenth.
 pub const MAX_KEY_WEIGHT: f32 = 8.0;
+/// Largest weight of the home key's degrees a run may take.
+pub const MAX_DEGREE_WEIGHT: f32 = 8.0;
 
 /// Picks a token index from a voice's distribution `p` less `penalty` (in
 /// nats, the rules' λ·E): the allowed one maximising ln p − penalty, or a
@@ -1234,4 +1312,57 @@ fn logit_bias(
         }
     }
     bias
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constraints::Scale;
+
+    #[test]
+    fn the_home_keys_degrees_say_where_a_voice_goes_not_whether() {
+        let vocab = Vocabulary::chorales();
+        let voice = Voice::Alto;
+        let key = Key {
+            tonic: 0,
+            scale: Scale::Major,
+        };
+        let inside = key.pitch_classes();
+        let distance = key.tonal_distance();
+        let home = HomeKey {
+            chromatic: [0.0; 12],
+            degrees: std::array::from_fn(|pc| inside[pc].then(|| 2.0 * distance[pc])),
+            open_steps: Vec::new(),
+        };
+        let n = vocab.voice_size(voice);
+        let row = vec![1.0 / n as f32; n];
+        let before = Some(64); // E4 sounds before the cell.
+        let mut energy = vec![0.0f32; n];
+        home.add_degree_energy(voice, before, &vocab, &row, &mut energy);
+        let index = |token| vocab.index(voice, token).unwrap();
+        let moves_inside: Vec<usize> = (0..n)
+            .filter(
+                |&i| matches!(vocab.token(voice, i), Token::Pitch(p) if p != 64 && key.contains(p)),
+            )
+            .collect();
+        // The moves inside the key keep the network's probability in all.
+        let network: f32 = moves_inside.iter().map(|&i| row[i]).sum();
+        let weighed: f32 = moves_inside
+            .iter()
+            .map(|&i| row[i] * (-energy[i]).exp())
+            .sum();
+        assert!((network - weighed).abs() < 1e-5, "{network} vs {weighed}");
+        // Holding, resting, striking E4 again and chromatic notes: no say.
+        for token in [Token::Hold, Token::Rest, Token::Pitch(64), Token::Pitch(61)] {
+            assert_eq!(energy[index(token)], 0.0, "{token:?}");
+        }
+        // Where it moves: the tonic first, then the dominant, the mediant
+        // before the leading tone.
+        let e = |p: u8| energy[index(Token::Pitch(p))];
+        assert!(
+            e(60) < e(67) && e(67) < e(52) && e(52) < e(71),
+            "{energy:?}"
+        );
+        assert!(e(60) < 0.0 && e(71) > 0.0);
+    }
 }

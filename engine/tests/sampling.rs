@@ -41,6 +41,7 @@ fn settings(kind: SamplerKind, steps_per_level: usize, seed: u64) -> SamplerSett
         rules: 0.0,
         line_weight: 0.0,
         key_weight: 0.0,
+        degree_weight: 0.0,
         character: Character::NEUTRAL,
         seed,
     }
@@ -931,4 +932,71 @@ fn the_home_key_keeps_a_continuation_in_the_prompts_key() {
     );
     assert!(pulled < 0.6 * free, "{pulled} vs {free}");
     assert!(moving >= 0.8 * moving_free, "{moving} vs {moving_free}");
+}
+
+/// Of the sixteenths sounding in `score` from step `from` on (all voices),
+/// the share on the tonic or the dominant of `key`.
+fn on_tonic_or_dominant(score: &Score, from: usize, key: Key) -> f64 {
+    let sounding = score.sounding_pitches();
+    let (mut home, mut all) = (0usize, 0usize);
+    for row in &sounding[from..] {
+        for p in row.iter().flatten() {
+            all += 1;
+            let degree = (p + 12 - key.tonic) % 12;
+            home += (degree == 0 || degree == 7) as usize;
+        }
+    }
+    home as f64 / all.max(1) as f64
+}
+
+#[test]
+fn the_home_keys_degrees_do_not_still_a_continuation() {
+    // Issue #11, session 14: a continuation's new bars weighed the key's
+    // degrees unlike the prompt — too few tonics and dominants, too many
+    // subdominant and submediant notes (validation, major: the tonic's
+    // share 0.16 against Bach's 0.20, the sixth's 0.15 against 0.11). The
+    // degrees' weight says where a moving voice lands (the sampler's unit
+    // test; on the validation split the new bars' pitch classes overlap the
+    // prompt's 90.2% -> 91.9% as much as Bach's, models/README.md); on one
+    // tune that shift is within the seeds' spread, so here it is shown, and
+    // what is asserted is that the voices move as much with it as without.
+    let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
+    let defaults = SamplerSettings::from_defaults(&model.card.sampling);
+    assert!(defaults.degree_weight > 0.0);
+    let tune = old_hundredth().slice(0..64);
+    let harmony = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let prompt = compose(&model, &harmony, &defaults, &mut Unobserved)
+        .unwrap()
+        .score;
+    let problem = continuation_problem(&prompt, 4, KeyChoice::Free).unwrap();
+    let key = problem.home_key().expect("the prompt has a key");
+    let off = SamplerSettings {
+        degree_weight: 0.0,
+        ..defaults.clone()
+    };
+    let measure = |s: &SamplerSettings| -> (f64, f64, f64) {
+        let (mut home, mut motion, mut outside) = (0.0, 0.0, 0.0);
+        let seeds = 8;
+        for seed in 0..seeds {
+            let s = SamplerSettings { seed, ..s.clone() };
+            let out = compose(&model, &problem, &s, &mut Unobserved)
+                .unwrap()
+                .score;
+            home += on_tonic_or_dominant(&out, 64, key) / seeds as f64;
+            outside += outside_key(&out, 64, key) / seeds as f64;
+            let new = out.slice(64..out.len());
+            motion += Voice::ALL
+                .iter()
+                .map(|v| notes_per_beat(&new, *v))
+                .sum::<f64>()
+                / (4 * seeds) as f64;
+        }
+        (home, motion, outside)
+    };
+    let (with, without) = (measure(&defaults), measure(&off));
+    eprintln!(
+        "sixteenths on {key}'s tonic or dominant, notes per beat per voice, share outside the key: \
+         {with:.3?} with the degrees, {without:.3?} without"
+    );
+    assert!(with.1 >= 0.9 * without.1, "{with:?} vs {without:?}");
 }

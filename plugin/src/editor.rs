@@ -184,7 +184,7 @@ pub fn draw(
         piano_roll(
             ui,
             status,
-            Some(shared.playhead()),
+            Some(shared.playhead.get()),
             &mut panel.roll,
             &mut commands,
         );
@@ -435,7 +435,7 @@ fn files(ui: &mut Ui, panel: &mut Panel, status: &Status, shared: &Shared) {
             panel.note = Some(export(
                 status,
                 std::path::Path::new(panel.export_path.trim()),
-                shared.playhead_tempo(),
+                shared.playhead.tempo(),
             ));
         }
     });

@@ -4,6 +4,7 @@
 //! same steps, and bars are found by position rather than by arrival order.
 
 use cantor_engine::grid::STEPS_PER_QUARTER;
+use nice_plug::prelude::Transport;
 
 /// Slack when turning beats into steps, so a position a rounding error
 /// before a step still counts as on it.
@@ -76,6 +77,64 @@ impl HostClock {
         }
         self.anchor = Some((sample, host_beat, beats_per_sample));
         host_beat
+    }
+}
+
+/// Tempo assumed when the host reports none, in BPM.
+const FALLBACK_TEMPO: f64 = 120.0;
+
+/// The host's transport read block by block (audio thread): where each
+/// block starts in beats, its tempo and its bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TransportReader {
+    /// The host's position counted to the sample.
+    host_clock: HostClock,
+    /// Song position kept by Cantor when the host reports none.
+    free_beat: f64,
+}
+
+impl TransportReader {
+    /// The block of `samples` samples in musical time, from the host's
+    /// `transport` (or Cantor's own clock when the host gives no position),
+    /// with the bar it is in: (clock, bar start in beats, bar length in
+    /// beats).
+    pub fn block(
+        &mut self,
+        transport: &Transport,
+        samples: u32,
+        sample_rate: f64,
+    ) -> (BlockClock, f64, f64) {
+        let tempo = transport
+            .tempo
+            .and_then(host_tempo)
+            .unwrap_or(FALLBACK_TEMPO);
+        let beats_per_sample = tempo / 60.0 / sample_rate;
+        let (start_beat, playing) = match transport.pos_beats().and_then(host_beat) {
+            Some(beat) => (
+                self.host_clock
+                    .start_beat(beat, transport.pos_samples(), beats_per_sample),
+                transport.playing,
+            ),
+            None => (self.free_beat, false),
+        };
+        self.free_beat = host_beat(start_beat + samples as f64 * beats_per_sample).unwrap_or(0.0);
+        let numerator = transport.time_sig_numerator.filter(|n| *n > 0).unwrap_or(4) as f64;
+        let denominator = transport
+            .time_sig_denominator
+            .filter(|d| *d > 0)
+            .unwrap_or(4) as f64;
+        let bar_beats = numerator * 4.0 / denominator;
+        let bar_start = transport
+            .bar_start_pos_beats()
+            .filter(|b| *b <= start_beat + 1e-9 && start_beat - *b < bar_beats + 1e-9)
+            .unwrap_or((start_beat / bar_beats).floor() * bar_beats);
+        let clock = BlockClock {
+            playing,
+            start_beat,
+            samples,
+            beats_per_sample,
+        };
+        (clock, bar_start, bar_beats)
     }
 }
 

@@ -27,7 +27,7 @@ pub mod take;
 pub mod window;
 pub mod worker;
 
-use grid_time::{BlockClock, BlockSpan};
+use grid_time::BlockSpan;
 use link::{AudioLink, HeldBlock, Input};
 use params::CantorParams;
 use playback::{PassedNotes, PlayEvent, Player, Schedule};
@@ -38,8 +38,6 @@ use worker::Worker;
 /// an 8192-sample block at the fastest tempo, four voices on and off, with
 /// room to spare).
 const BLOCK_EVENTS: usize = 1024;
-/// Tempo assumed when the host reports none, in BPM.
-const FALLBACK_TEMPO: f64 = 120.0;
 
 pub struct Cantor {
     /// Shared with the host, the GUI and the worker (lock-free reads).
@@ -62,10 +60,8 @@ pub struct Cantor {
     /// events in time order. Capacity reserved in `activate`.
     block_events: Vec<(u32, PlayEvent)>,
     sample_rate: f64,
-    /// Song position kept by Cantor when the host reports none.
-    free_beat: f64,
-    /// The host's position counted to the sample (audio thread).
-    host_clock: grid_time::HostClock,
+    /// The host's transport read block by block (audio thread).
+    transport: grid_time::TransportReader,
     /// The host's loop, reported or learned from its wraps (audio thread).
     loops: grid_time::LoopTracker,
     /// Set by `reset`/`activate`: release notes still sounding from before.
@@ -86,8 +82,7 @@ impl Default for Cantor {
             player: Player::default(),
             block_events: Vec::new(),
             sample_rate: 48_000.0,
-            free_beat: 0.0,
-            host_clock: grid_time::HostClock::default(),
+            transport: grid_time::TransportReader::default(),
             loops: grid_time::LoopTracker::default(),
             release_pending: false,
             passed: PassedNotes::default(),
@@ -119,42 +114,6 @@ impl Cantor {
         fresh
     }
 
-    /// The block in musical time, from the host's transport (or Cantor's own
-    /// clock when the host gives no position).
-    fn block_clock(&mut self, transport: &Transport, samples: u32) -> (BlockClock, f64, f64) {
-        let tempo = transport
-            .tempo
-            .and_then(grid_time::host_tempo)
-            .unwrap_or(FALLBACK_TEMPO);
-        let beats_per_sample = tempo / 60.0 / self.sample_rate;
-        let (start_beat, playing) = match transport.pos_beats().and_then(grid_time::host_beat) {
-            Some(beat) => (
-                self.host_clock
-                    .start_beat(beat, transport.pos_samples(), beats_per_sample),
-                transport.playing,
-            ),
-            None => (self.free_beat, false),
-        };
-        self.free_beat =
-            grid_time::host_beat(start_beat + samples as f64 * beats_per_sample).unwrap_or(0.0);
-        let numerator = transport.time_sig_numerator.filter(|n| *n > 0).unwrap_or(4) as f64;
-        let denominator = transport
-            .time_sig_denominator
-            .filter(|d| *d > 0)
-            .unwrap_or(4) as f64;
-        let bar_beats = numerator * 4.0 / denominator;
-        let bar_start = transport
-            .bar_start_pos_beats()
-            .filter(|b| *b <= start_beat + 1e-9 && start_beat - *b < bar_beats + 1e-9)
-            .unwrap_or((start_beat / bar_beats).floor() * bar_beats);
-        let clock = BlockClock {
-            playing,
-            start_beat,
-            samples,
-            beats_per_sample,
-        };
-        (clock, bar_start, bar_beats)
-    }
     /// What Cantor plays in this block, into `block_events`: releases
     /// owed from a reset, nothing but note-offs when bypassed, else the
     /// schedule over each stretch of the block.
@@ -326,7 +285,9 @@ impl Plugin for Cantor {
     ) -> ProcessStatus {
         let samples = buffer.samples() as u32;
         let fresh = self.take_schedules();
-        let (clock, bar_start, bar_beats) = self.block_clock(context.transport(), samples);
+        let (clock, bar_start, bar_beats) =
+            self.transport
+                .block(context.transport(), samples, self.sample_rate);
         let reported = context.transport().loop_range_beats();
         let loops = self.loops.next(clock, reported);
         let playing = clock.playing || context.transport().pos_beats().is_none();
@@ -368,7 +329,7 @@ impl Plugin for Cantor {
             link.end_block();
         }
         for (_, stretch) in span.stretches() {
-            self.shared.set_playhead(
+            self.shared.playhead.set(
                 stretch.start_beat,
                 stretch.playing,
                 stretch.beats_per_sample * 60.0 * self.sample_rate,

@@ -1,6 +1,7 @@
-//! The audio thread's link to the worker: the lock-free queues between them
-//! and the messages they carry. Captures (what the host played, stamped in
-//! song position) go to the worker; schedules (what to play) come back, and
+//! The audio thread's links to the other threads: the lock-free queues
+//! between it and the worker and the messages they carry, and the playhead
+//! it shows the editor. Captures (what the host played, stamped in song
+//! position) go to the worker; schedules (what to play) come back, and
 //! spent schedules return so the audio thread never frees memory.
 //!
 //! Where a host reports no loop, part of a block's input waits for the
@@ -11,11 +12,48 @@
 //! the block crosses (a loop ends on one); the worker hears it a block
 //! later, which nothing downstream notices.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use cantor_engine::grid::STEPS_PER_QUARTER;
 use cantor_engine::Character;
 
 use crate::grid_time::{step_at_or_after, BlockClock, BlockSpan};
 use crate::playback::Schedule;
+
+/// Where the host's playhead is, for the editor: stored by the audio
+/// thread each block, read by the GUI thread, in atomics (no lock).
+#[derive(Debug, Default)]
+pub struct Playhead {
+    /// Song position in beats (f64 bits).
+    beat: AtomicU64,
+    /// Whether the transport plays.
+    playing: AtomicBool,
+    /// Tempo in BPM (f64 bits); 0 until a block has been processed.
+    tempo: AtomicU64,
+}
+
+impl Playhead {
+    /// Audio thread: where the playhead is (song position in beats) and
+    /// the tempo (BPM).
+    pub fn set(&self, beat: f64, playing: bool, tempo: f64) {
+        self.beat.store(beat.to_bits(), Ordering::Relaxed);
+        self.playing.store(playing, Ordering::Relaxed);
+        self.tempo.store(tempo.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The song position in beats, and whether the transport plays.
+    pub fn get(&self) -> (f64, bool) {
+        (
+            f64::from_bits(self.beat.load(Ordering::Relaxed)),
+            self.playing.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The host's last tempo, once a block has been processed.
+    pub fn tempo(&self) -> Option<f64> {
+        Some(f64::from_bits(self.tempo.load(Ordering::Relaxed))).filter(|t| *t > 0.0)
+    }
+}
 
 /// A message from the audio thread, stamped in song position (beats).
 #[derive(Clone, Copy, Debug, PartialEq)]

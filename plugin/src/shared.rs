@@ -3,12 +3,12 @@
 //!
 //! The worker publishes its [`Status`] as a snapshot the editor copies (the
 //! editor and the worker may lock it); the editor's [`Command`]s go to the
-//! worker on a crossbeam channel; the audio thread only stores the playhead
-//! in atomics. The editor can exist before the plugin is activated (and the
+//! worker on a crossbeam channel; the audio thread only stores the
+//! [`Playhead`] (in atomics). The editor can exist before the plugin is activated (and the
 //! worker spawned): commands wait in the channel until a worker takes them.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -17,6 +17,7 @@ use cantor_engine::Voice;
 
 use crate::composer::Composition;
 use crate::composer::Mode;
+use crate::link::Playhead;
 use crate::take::Region;
 use crate::window::Window;
 
@@ -121,13 +122,9 @@ pub struct Shared {
     pub cancel: AtomicBool,
     /// The editor is open: the worker reports the annealing level by level.
     pub editor_open: AtomicBool,
-    /// The playhead in beats (f64 bits): written by the audio thread each
+    /// Where the host's playhead is: stored by the audio thread each
     /// block, read by the GUI thread.
-    playhead: AtomicU64,
-    /// Whether the transport plays: audio thread → GUI thread.
-    playing: AtomicBool,
-    /// The tempo in BPM (f64 bits): audio thread → GUI thread.
-    tempo: AtomicU64,
+    pub playhead: Playhead,
 }
 
 impl Default for Shared {
@@ -139,9 +136,7 @@ impl Default for Shared {
             requests,
             cancel: AtomicBool::default(),
             editor_open: AtomicBool::default(),
-            playhead: AtomicU64::default(),
-            playing: AtomicBool::default(),
-            tempo: AtomicU64::default(),
+            playhead: Playhead::default(),
         }
     }
 }
@@ -162,26 +157,6 @@ impl Shared {
     /// is taken at once rather than after a nap.
     pub fn wait_for_command(&self, timeout: std::time::Duration) -> Option<Command> {
         self.requests.recv_timeout(timeout).ok()
-    }
-
-    /// Audio thread: where the playhead is (song position in beats) and
-    /// the tempo (BPM).
-    pub fn set_playhead(&self, beat: f64, playing: bool, tempo: f64) {
-        self.playhead.store(beat.to_bits(), Ordering::Relaxed);
-        self.playing.store(playing, Ordering::Relaxed);
-        self.tempo.store(tempo.to_bits(), Ordering::Relaxed);
-    }
-
-    /// The host's last tempo, once a block has been processed.
-    pub fn playhead_tempo(&self) -> Option<f64> {
-        Some(f64::from_bits(self.tempo.load(Ordering::Relaxed))).filter(|t| *t > 0.0)
-    }
-
-    pub fn playhead(&self) -> (f64, bool) {
-        (
-            f64::from_bits(self.playhead.load(Ordering::Relaxed)),
-            self.playing.load(Ordering::Relaxed),
-        )
     }
 
     /// A copy of the status (the lock is held only to clone).

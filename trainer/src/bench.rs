@@ -55,6 +55,7 @@ fn configurations(temperature: f32, rules: f32, target: Target) -> Vec<SamplerSe
         rules,
         line_weight: 0.0,
         key_weight: 0.0,
+        degree_weight: 0.0,
         character: cantor_engine::Character::NEUTRAL,
         seed: 0,
     };

@@ -270,6 +270,8 @@ pub struct SettingsRecord {
     pub line_weight: f32,
     /// Weight of the home key (0: off).
     pub key_weight: f32,
+    /// Weight of the home key's degrees (0: off).
+    pub degree_weight: f32,
     /// The character pad's position (neutral: the model's own style).
     pub character: cantor_engine::Character,
     pub network_evals: usize,
@@ -460,6 +462,7 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
                 0.0
             },
             key_weight: s.key_weight,
+            degree_weight: s.degree_weight,
             character: s.character,
             network_evals: s.network_evals(),
             seed: s.seed,
@@ -528,6 +531,26 @@ impl Evaluation<'_> {
                         *seconds.entry(system).or_default() +=
                             started.elapsed().as_secs_f64() / runs as f64;
                         let compare = (system != System::Bach).then_some(&reference);
+                        if std::env::var("CANTOR_DUMP").is_ok() && *task == Task::Continue {
+                            let start = problem.mask.free_spans()[0].start;
+                            let prompt = out.slice(0..start);
+                            if let Some(key) = cantor_engine::Key::estimate(&prompt) {
+                                let rot = |h: [f64; 12]| -> Vec<f64> {
+                                    let t: f64 = h.iter().sum();
+                                    (0..12)
+                                        .map(|i| h[(i + key.tonic as usize) % 12] / t.max(1.0))
+                                        .collect()
+                                };
+                                let pp = rot(cantor_engine::metrics::pitch_class_profile(&prompt));
+                                let cp = rot(cantor_engine::metrics::pitch_class_profile(
+                                    &out.slice(start..out.len()),
+                                ));
+                                eprintln!(
+                                    "PCP {system:?} {index} {:?} P {:?} C {:?}",
+                                    key.scale, pp, cp
+                                );
+                            }
+                        }
                         let entry = tallies.entry(system).or_default();
                         entry.add(&tally(&out, &problem, compare));
                         if *task == Task::Continue {
@@ -901,7 +924,7 @@ fn fmt(v: f64) -> String {
 /// The report as Markdown tables.
 pub fn markdown(report: &EvalReport) -> String {
     let mut md = format!(
-        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}), {} network evaluations per piece for both Langevin and Gibbs; {}.\n",
+        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}, its degrees' weight {}), {} network evaluations per piece for both Langevin and Gibbs; {}.\n",
         report.model,
         report.data,
         report.split,
@@ -913,6 +936,7 @@ pub fn markdown(report: &EvalReport) -> String {
         report.settings.rules,
         report.settings.line_weight,
         report.settings.key_weight,
+        report.settings.degree_weight,
         report.settings.network_evals,
         seeds_text(report.settings.seed, report.settings.seeds)
     );

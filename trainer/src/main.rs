@@ -161,6 +161,10 @@ struct SamplingArgs {
     /// sounding outside it, 0 = off (default: the card's).
     #[arg(long)]
     key_weight: Option<f32>,
+    /// Weight of the home key's degrees on which pitch a voice moves to
+    /// where every voice is free, 0 = off (default: the card's).
+    #[arg(long)]
+    degree_weight: Option<f32>,
     /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
     activity: Option<f32>,
@@ -292,6 +296,7 @@ fn sampler_settings(
                 .transpose()?,
             line_weight: a.line_weight,
             key_weight: a.key_weight,
+            degree_weight: a.degree_weight,
             activity: a.activity,
             tension: a.tension,
         },
