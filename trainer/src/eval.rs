@@ -531,26 +531,6 @@ impl Evaluation<'_> {
                         *seconds.entry(system).or_default() +=
                             started.elapsed().as_secs_f64() / runs as f64;
                         let compare = (system != System::Bach).then_some(&reference);
-                        if std::env::var("CANTOR_DUMP").is_ok() && *task == Task::Continue {
-                            let start = problem.mask.free_spans()[0].start;
-                            let prompt = out.slice(0..start);
-                            if let Some(key) = cantor_engine::Key::estimate(&prompt) {
-                                let rot = |h: [f64; 12]| -> Vec<f64> {
-                                    let t: f64 = h.iter().sum();
-                                    (0..12)
-                                        .map(|i| h[(i + key.tonic as usize) % 12] / t.max(1.0))
-                                        .collect()
-                                };
-                                let pp = rot(cantor_engine::metrics::pitch_class_profile(&prompt));
-                                let cp = rot(cantor_engine::metrics::pitch_class_profile(
-                                    &out.slice(start..out.len()),
-                                ));
-                                eprintln!(
-                                    "PCP {system:?} {index} {:?} P {:?} C {:?}",
-                                    key.scale, pp, cp
-                                );
-                            }
-                        }
                         let entry = tallies.entry(system).or_default();
                         entry.add(&tally(&out, &problem, compare));
                         if *task == Task::Continue {
