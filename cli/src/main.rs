@@ -98,16 +98,17 @@ struct Common {
     /// alone. Default from the model card.
     #[arg(long)]
     line_weight: Option<f32>,
-    /// Pull towards the key of the given notes (the prompt, the melody, the
-    /// music around a mask), in nats per sixteenth sounding outside it: a
-    /// soft pull, chromatic notes stay possible; 0 = off. For a hard key,
-    /// use --key. Default from the model card.
+    /// Pull towards the key of the given notes on the bars after the last
+    /// given note (a continuation's new bars, a masked end), in nats per
+    /// sixteenth sounding outside it: a soft pull, chromatic notes stay
+    /// possible; 0 = off. For a hard key, use --key. Default from the model
+    /// card.
     #[arg(long)]
     key_weight: Option<f32>,
-    /// Weight of the given notes' key on which degree a voice moves to
-    /// where every voice is free (a continuation, a bar masked in all
-    /// voices): the tonic and dominant before the other degrees; it never
-    /// decides whether a voice moves; 0 = off. Default from the model card.
+    /// Weight of the given notes' key on which degree a voice moves to on
+    /// the same bars as --key-weight: the tonic and dominant before the
+    /// other degrees; it never decides whether a voice moves; 0 = off.
+    /// Default from the model card.
     #[arg(long)]
     degree_weight: Option<f32>,
     /// Character pad, calm (-1: about half a chorale's notes per beat) to

@@ -162,7 +162,7 @@ struct SamplingArgs {
     #[arg(long)]
     key_weight: Option<f32>,
     /// Weight of the home key's degrees on which pitch a voice moves to
-    /// where every voice is free, 0 = off (default: the card's).
+    /// after the last given note, 0 = off (default: the card's).
     #[arg(long)]
     degree_weight: Option<f32>,
     /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
