@@ -1197,7 +1197,7 @@ impl<'a> Sweep<'a> {
         let lambda = self.rules;
         let scale = self.characters[step].rules_scale();
         // Where a voice is given (a melody to harmonize) it carries the key,
-        // chromatic notes and all; the home key pulls only where nothing is.
+        // chromatic notes and all; the home key pulls only on the free tail.
         let key = self.home.filter(|h| h.open_steps[step]);
         if lambda <= 0.0 && self.neutral && self.lines.is_none() && key.is_none() {
             return None;

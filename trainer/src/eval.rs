@@ -961,6 +961,14 @@ pub fn markdown(report: &EvalReport) -> String {
                 Box::new(|s| Some(s.chord_beat_fraction)),
             ),
             (
+                "… a plain major or minor triad".into(),
+                Box::new(|s| Some(1.0 - s.tense_beat_fraction)),
+            ),
+            (
+                "… a seventh chord or a diminished / augmented triad".into(),
+                Box::new(|s| Some(s.chord_beat_fraction - (1.0 - s.tense_beat_fraction))),
+            ),
+            (
                 "pitch-class overlap with Bach".into(),
                 Box::new(|s| s.pitch_class_overlap),
             ),
