@@ -474,31 +474,49 @@ impl LineModel {
             .sum::<f32>()
             .max(1e-30);
         let floor = (1e-6f32 / moving).ln();
-        let mut net_mass = 0.0f64;
-        let mut new_mass = 0.0f64;
-        let mut line = vec![0.0f32; row.len()];
-        for (i, p) in row.iter().enumerate() {
-            let token = vocab.token(voice, i);
-            if !moves(token) {
-                continue;
-            }
-            let lp = match c.class(token, reference) {
-                Some(k) => (logs[k] - moving.ln()).max(floor),
-                None => floor,
-            };
-            line[i] = weight * lp;
+        let line: Vec<Option<f32>> = (0..row.len())
+            .map(|i| {
+                let token = vocab.token(voice, i);
+                moves(token).then(|| {
+                    let lp = match c.class(token, reference) {
+                        Some(k) => (logs[k] - moving.ln()).max(floor),
+                        None => floor,
+                    };
+                    weight * lp
+                })
+            })
+            .collect();
+        add_keeping_mass(row, |i| line[i].map(|l| -l), energy);
+    }
+}
+
+/// Adds `cost(i)` nats to each token `i` it prices, all shifted by one
+/// amount so that those tokens keep, under p·e^−E, the total probability
+/// the network's `row` gives them: the expert says how that mass is shared
+/// among them, never how much of it there is. Tokens it does not price are
+/// left alone, and so is everything where the priced ones have no mass.
+/// The line expert and the home key's degrees both reshape a voice's moves
+/// this way.
+pub(crate) fn add_keeping_mass(
+    row: &[f32],
+    cost: impl Fn(usize) -> Option<f32>,
+    energy: &mut [f32],
+) {
+    let (mut network, mut weighed) = (0.0f64, 0.0f64);
+    for (i, p) in row.iter().enumerate() {
+        if let Some(c) = cost(i) {
             let p = p.max(0.0) as f64;
-            net_mass += p;
-            new_mass += p * (line[i] as f64).exp();
+            network += p;
+            weighed += p * (-c as f64).exp();
         }
-        if net_mass <= 0.0 || new_mass <= 0.0 {
-            return;
-        }
-        let shift = (new_mass / net_mass).ln() as f32;
-        for (i, e) in energy.iter_mut().enumerate() {
-            if moves(vocab.token(voice, i)) {
-                *e += shift - line[i];
-            }
+    }
+    if network <= 0.0 || weighed <= 0.0 {
+        return;
+    }
+    let shift = (weighed / network).ln() as f32;
+    for (i, e) in energy.iter_mut().enumerate() {
+        if let Some(c) = cost(i) {
+            *e += c + shift;
         }
     }
 }

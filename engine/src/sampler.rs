@@ -1018,9 +1018,9 @@ struct HomeKey {
     /// (`degree_weight` × its tonal distance); `None` outside the key,
     /// where `chromatic` has the say.
     degrees: [Option<f32>; 12],
-    /// Per step: whether it lies in the problem's free tail (every voice
-    /// free from there to the end), the steps the key pulls.
-    open_steps: Vec<bool>,
+    /// The first step of the problem's free tail (every voice free from
+    /// there to the end), where the key starts to pull.
+    tail: usize,
 }
 
 impl HomeKey {
@@ -1051,7 +1051,7 @@ impl HomeKey {
             degrees: std::array::from_fn(|pc| {
                 inside[pc].then(|| settings.degree_weight * distance[pc])
             }),
-            open_steps: (0..mask.len()).map(|t| t >= tail).collect(),
+            tail,
         })
     }
 
@@ -1073,22 +1073,7 @@ impl HomeKey {
             Token::Pitch(p) if Some(p) != before => self.degrees[(p % 12) as usize],
             _ => None,
         };
-        let (mut network, mut weighed) = (0.0f64, 0.0f64);
-        for (i, p) in row.iter().enumerate() {
-            if let Some(c) = cost(i) {
-                network += p.max(0.0) as f64;
-                weighed += p.max(0.0) as f64 * (-c as f64).exp();
-            }
-        }
-        if network <= 0.0 || weighed <= 0.0 {
-            return;
-        }
-        let shift = (weighed / network).ln() as f32;
-        for (i, e) in energy.iter_mut().enumerate() {
-            if let Some(c) = cost(i) {
-                *e += c + shift;
-            }
-        }
+        crate::lines::add_keeping_mass(row, cost, energy);
     }
 }
 
@@ -1198,7 +1183,7 @@ impl<'a> Sweep<'a> {
         let scale = self.characters[step].rules_scale();
         // Where a voice is given (a melody to harmonize) it carries the key,
         // chromatic notes and all; the home key pulls only on the free tail.
-        let key = self.home.filter(|h| h.open_steps[step]);
+        let key = self.home.filter(|h| step >= h.tail);
         if lambda <= 0.0 && self.neutral && self.lines.is_none() && key.is_none() {
             return None;
         }
@@ -1340,7 +1325,7 @@ mod tests {
         let home = HomeKey {
             chromatic: [0.0; 12],
             degrees: std::array::from_fn(|pc| inside[pc].then(|| 2.0 * distance[pc])),
-            open_steps: Vec::new(),
+            tail: 0,
         };
         let n = vocab.voice_size(voice);
         let row = vec![1.0 / n as f32; n];

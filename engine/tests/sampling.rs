@@ -887,6 +887,29 @@ fn outside_key(score: &Score, from: usize, key: Key) -> f64 {
     cells.iter().filter(|p| !key.contains(**p)).count() as f64 / cells.len() as f64
 }
 
+/// A continuation of four bars after a four-part prompt (Old Hundredth's
+/// first four bars, harmonized at `settings`), and the prompt's key.
+fn old_hundredth_continuation(model: &ScoreModel, settings: &SamplerSettings) -> (Problem, Key) {
+    let tune = old_hundredth().slice(0..64);
+    let harmony = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
+    let prompt = compose(model, &harmony, settings, &mut Unobserved)
+        .unwrap()
+        .score;
+    let problem = continuation_problem(&prompt, 4, KeyChoice::Free).unwrap();
+    let key = problem.home_key().expect("the prompt has a key");
+    (problem, key)
+}
+
+/// Notes per beat per voice (the four voices' mean) from step `from` on.
+fn new_bars_motion(score: &Score, from: usize) -> f64 {
+    let new = score.slice(from..score.len());
+    Voice::ALL
+        .iter()
+        .map(|v| notes_per_beat(&new, *v))
+        .sum::<f64>()
+        / Voice::ALL.len() as f64
+}
+
 #[test]
 fn the_home_key_keeps_a_continuation_in_the_prompts_key() {
     // Issue #11: a continuation drifted off the prompt's key (17% of its
@@ -895,14 +918,7 @@ fn the_home_key_keeps_a_continuation_in_the_prompts_key() {
     // without freezing the voices or forbidding chromatic notes.
     let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
     let defaults = SamplerSettings::from_defaults(&model.card.sampling);
-    // A four-part prompt: Old Hundredth's first four bars, harmonized.
-    let tune = old_hundredth().slice(0..64);
-    let harmony = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
-    let prompt = compose(&model, &harmony, &defaults, &mut Unobserved)
-        .unwrap()
-        .score;
-    let problem = continuation_problem(&prompt, 4, KeyChoice::Free).unwrap();
-    let key = problem.home_key().expect("the prompt has a key");
+    let (problem, key) = old_hundredth_continuation(&model, &defaults);
     assert!(defaults.key_weight > 0.0);
     let off = SamplerSettings {
         key_weight: 0.0,
@@ -916,12 +932,7 @@ fn the_home_key_keeps_a_continuation_in_the_prompts_key() {
                 .unwrap()
                 .score;
             outside += outside_key(&out, 64, key) / 4.0;
-            let new = out.slice(64..out.len());
-            motion += Voice::ALL
-                .iter()
-                .map(|v| notes_per_beat(&new, *v))
-                .sum::<f64>()
-                / 16.0;
+            motion += new_bars_motion(&out, 64) / 4.0;
         }
         (outside, motion)
     };
@@ -963,13 +974,7 @@ fn the_home_keys_degrees_do_not_still_a_continuation() {
     let model = cantor_engine::model::shipped::load(&Device::Cpu).unwrap();
     let defaults = SamplerSettings::from_defaults(&model.card.sampling);
     assert!(defaults.degree_weight > 0.0);
-    let tune = old_hundredth().slice(0..64);
-    let harmony = harmonize_problem(&tune, Voice::Soprano, KeyChoice::Free).unwrap();
-    let prompt = compose(&model, &harmony, &defaults, &mut Unobserved)
-        .unwrap()
-        .score;
-    let problem = continuation_problem(&prompt, 4, KeyChoice::Free).unwrap();
-    let key = problem.home_key().expect("the prompt has a key");
+    let (problem, key) = old_hundredth_continuation(&model, &defaults);
     let off = SamplerSettings {
         degree_weight: 0.0,
         ..defaults.clone()
@@ -984,12 +989,7 @@ fn the_home_keys_degrees_do_not_still_a_continuation() {
                 .score;
             home += on_tonic_or_dominant(&out, 64, key) / seeds as f64;
             outside += outside_key(&out, 64, key) / seeds as f64;
-            let new = out.slice(64..out.len());
-            motion += Voice::ALL
-                .iter()
-                .map(|v| notes_per_beat(&new, *v))
-                .sum::<f64>()
-                / (4 * seeds) as f64;
+            motion += new_bars_motion(&out, 64) / seeds as f64;
         }
         (home, motion, outside)
     };
