@@ -237,13 +237,14 @@ impl Voicing {
             }
         }
         for s in span.filter(|s| s % STEPS_PER_QUARTER == 0) {
-            if characters[s].tension == 0.0 {
+            let plain = characters[s].plain_triad_energy();
+            if plain == 0.0 {
                 continue;
             }
             let mut row = self.sounding[s];
             row[v] = pitch;
             if plain_triad(&row) == Some(true) {
-                energy += characters[s].plain_triad_energy();
+                energy += plain;
             }
         }
         energy
