@@ -5,7 +5,11 @@
 //! editor's regeneration of two masked bars of that window, from release of
 //! the mouse to the new notes (less the same poll). The worker's numbers are
 //! taken in its one-thread inference pool, as the plugin runs; the first
-//! latency bench uses rayon's global pool for comparison.
+//! latency bench uses rayon's global pool for comparison. The new bar's
+//! harmony is also timed at the character pad's four corners (the window
+//! heard with that character on every bar, as the host's automation gives
+//! it): the pad's energies run in the rules' sweep, so it must stay inside
+//! the bar at any position.
 //!
 //! The model runs where the plugin's worker runs it
 //! (`cantor::worker::inference_device`): the CPU, or in a `--features cuda`
@@ -17,7 +21,7 @@ use cantor::link::Capture;
 use cantor::take::{regenerate, Region};
 use cantor::window::Window;
 use cantor_engine::model::{device_name, shipped};
-use cantor_engine::{KeyChoice, SamplerSettings, Unobserved};
+use cantor_engine::{Character, KeyChoice, SamplerSettings, Unobserved};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const PITCHES: [u8; 32] = [
@@ -25,8 +29,9 @@ const PITCHES: [u8; 32] = [
     74, 71, 67, 69, 72, 71, 69, 67,
 ];
 
-/// Eight bars of quarter notes heard by the window, committed.
-fn heard_window() -> Window {
+/// Eight bars of quarter notes heard by the window at the pad's
+/// `character`, committed.
+fn heard_window(character: Character) -> Window {
     let mut w = Window::default();
     for (i, p) in PITCHES.iter().enumerate() {
         let beat = i as f64;
@@ -51,7 +56,7 @@ fn heard_window() -> Window {
                 playing: true,
                 bar_start_beat: ((beat + 1.0) / 4.0).floor() * 4.0,
                 bar_beats: 4.0,
-                character: cantor_engine::Character::NEUTRAL,
+                character,
             },
             8,
         );
@@ -77,14 +82,19 @@ fn benches(c: &mut Criterion) {
         continue_bars: 4,
         kept: Default::default(),
     };
-    let mut window = heard_window();
-    let mut full = Composition::default();
-    harmonize(&model, &window, &mut full, &settings, &mut Unobserved).unwrap();
-    let starts: Vec<i64> = window.bars.keys().copied().collect();
-    window.mark_clean(&starts);
-    // The last bar was just heard again with a new melody.
-    let last = *starts.last().unwrap();
-    window.bars.get_mut(&last).unwrap().dirty = true;
+    // The window harmonized in full, then its last bar heard again with a
+    // new melody: what the worker finds when a bar is committed.
+    let prepared = |character| {
+        let mut window = heard_window(character);
+        let mut full = Composition::default();
+        harmonize(&model, &window, &mut full, &settings, &mut Unobserved).unwrap();
+        let starts: Vec<i64> = window.bars.keys().copied().collect();
+        window.mark_clean(&starts);
+        let last = *starts.last().unwrap();
+        window.bars.get_mut(&last).unwrap().dirty = true;
+        (window, full, starts)
+    };
+    let (mut window, full, starts) = prepared(Character::NEUTRAL);
     let mut group = c.benchmark_group("latency");
     group.sample_size(20);
     group.bench_function("harmonize_new_bar_in_8_bar_window", |b| {
@@ -118,6 +128,32 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    for (name, activity, tension) in [
+        ("calm_plain", -1.0, -1.0),
+        ("calm_tense", -1.0, 1.0),
+        ("busy_plain", 1.0, -1.0),
+        ("busy_tense", 1.0, 1.0),
+    ] {
+        let (window, full, _) = prepared(Character { activity, tension });
+        group.bench_function(
+            format!("harmonize_new_bar_in_8_bar_window_worker_pool_{name}"),
+            |b| {
+                b.iter(|| {
+                    pool.install(|| {
+                        let mut composition = full.clone();
+                        harmonize(
+                            &model,
+                            &window,
+                            &mut composition,
+                            &settings,
+                            &mut Unobserved,
+                        )
+                        .unwrap()
+                    })
+                })
+            },
+        );
+    }
     let region = Region {
         start: starts[2],
         end: starts[4],
