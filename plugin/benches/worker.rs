@@ -97,36 +97,19 @@ fn benches(c: &mut Criterion) {
     let (mut window, full, starts) = prepared(Character::NEUTRAL);
     let mut group = c.benchmark_group("latency");
     group.sample_size(20);
+    // The new bar's harmony: what each latency bench times.
+    let new_bar = |window: &Window, full: &Composition| {
+        let mut composition = full.clone();
+        harmonize(&model, window, &mut composition, &settings, &mut Unobserved).unwrap()
+    };
     group.bench_function("harmonize_new_bar_in_8_bar_window", |b| {
-        b.iter(|| {
-            let mut composition = full.clone();
-            harmonize(
-                &model,
-                &window,
-                &mut composition,
-                &settings,
-                &mut Unobserved,
-            )
-            .unwrap()
-        })
+        b.iter(|| new_bar(&window, &full))
     });
     // The same in the worker's own one-thread pool, as the plugin runs it
     // (the bench above uses rayon's global pool, one thread per core).
     let pool = cantor::worker::inference_pool().expect("a thread");
     group.bench_function("harmonize_new_bar_in_8_bar_window_worker_pool", |b| {
-        b.iter(|| {
-            pool.install(|| {
-                let mut composition = full.clone();
-                harmonize(
-                    &model,
-                    &window,
-                    &mut composition,
-                    &settings,
-                    &mut Unobserved,
-                )
-                .unwrap()
-            })
-        })
+        b.iter(|| pool.install(|| new_bar(&window, &full)))
     });
     for (name, activity, tension) in [
         ("calm_plain", -1.0, -1.0),
@@ -137,21 +120,7 @@ fn benches(c: &mut Criterion) {
         let (window, full, _) = prepared(Character { activity, tension });
         group.bench_function(
             format!("harmonize_new_bar_in_8_bar_window_worker_pool_{name}"),
-            |b| {
-                b.iter(|| {
-                    pool.install(|| {
-                        let mut composition = full.clone();
-                        harmonize(
-                            &model,
-                            &window,
-                            &mut composition,
-                            &settings,
-                            &mut Unobserved,
-                        )
-                        .unwrap()
-                    })
-                })
-            },
+            |b| b.iter(|| pool.install(|| new_bar(&window, &full))),
         );
     }
     let region = Region {
