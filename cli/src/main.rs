@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use cantor_engine::io::{read_music, write_midi, Limits, VoiceLayout};
 use cantor_engine::model::{device_name, select_device, shipped};
+use cantor_engine::phrases::{end_on_cadence, Phrasing};
 use cantor_engine::{
     compose, continuation_problem, harmonize_problem, infill_problem, CantorError, KeyChoice,
     MaskRegion, Problem, SamplerKind, SamplerSettings, ScoreModel, SettingsOverrides, Target,
@@ -43,6 +44,10 @@ enum Command {
         /// Bars to add.
         #[arg(long, default_value_t = 4)]
         bars: usize,
+        /// End the new bars on a cadence: a phrase end (fermata) over their
+        /// last two beats.
+        #[arg(long)]
+        cadence: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -111,6 +116,16 @@ struct Common {
     /// Default from the model card.
     #[arg(long)]
     degree_weight: Option<f32>,
+    /// Weight of the chord prior on each beat: the chords Bach writes
+    /// (root-position and first-inversion triads, sevenths where they
+    /// belong, triads at the phrase ends) before those he seldom writes;
+    /// 0 = off. Default from the model card.
+    #[arg(long)]
+    chord_weight: Option<f32>,
+    /// Temperature of the Langevin draws at the low noise levels, where
+    /// the chords settle (default: the card's; else --temperature).
+    #[arg(long)]
+    settle_temperature: Option<f32>,
     /// Character pad, calm (-1: about half a chorale's notes per beat) to
     /// busy (1: about one and a half times); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
@@ -129,6 +144,13 @@ struct Common {
     /// cpu, cuda, metal or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Where the phrases end (the model cadences there): `auto` (the
+    /// file's fermatas — MusicXML `<fermata>` marks — else inferred from
+    /// the melody: long notes on strong beats, about every two bars, and
+    /// the last note), `none`, or the bars whose last melody note carries
+    /// a fermata, e.g. `2,4,6,8`.
+    #[arg(long, default_value = "auto")]
+    fermatas: String,
     /// Longest piece read or written, in bars of 4/4: a file past it is
     /// refused before anything is composed.
     #[arg(long, default_value_t = Limits::default().max_bars)]
@@ -209,7 +231,8 @@ fn run(cli: Cli) -> Result<(), CantorError> {
             voice,
             common,
         } => {
-            let melody = read_music(&input, VoiceLayout::Melody(voice), &common.limits())?;
+            let mut melody = read_music(&input, VoiceLayout::Melody(voice), &common.limits())?;
+            Phrasing::parse(&common.fermatas)?.apply(&mut melody, voice)?;
             let key = KeyChoice::parse(&common.key)?;
             (
                 harmonize_problem(&melody, voice, key)?,
@@ -220,28 +243,31 @@ fn run(cli: Cli) -> Result<(), CantorError> {
         Command::Continue {
             input,
             bars,
+            cadence,
             common,
         } => {
             let limits = common.limits();
-            let phrase = read_music(&input, VoiceLayout::Auto, &limits)?;
+            let mut phrase = read_music(&input, VoiceLayout::Auto, &limits)?;
+            Phrasing::parse(&common.fermatas)?.apply(&mut phrase, Voice::Soprano)?;
             limits.check_end(
                 &input,
                 phrase.len().saturating_add(bars.saturating_mul(16)),
                 &format!("the phrase continued by {bars} bars"),
             )?;
             let key = KeyChoice::parse(&common.key)?;
-            (
-                continuation_problem(&phrase, bars, key)?,
-                common,
-                "continued",
-            )
+            let mut problem = continuation_problem(&phrase, bars, key)?;
+            if cadence {
+                end_on_cadence(&mut problem.score, phrase.len());
+            }
+            (problem, common, "continued")
         }
         Command::Infill {
             input,
             masks,
             common,
         } => {
-            let piece = read_music(&input, VoiceLayout::Auto, &common.limits())?;
+            let mut piece = read_music(&input, VoiceLayout::Auto, &common.limits())?;
+            Phrasing::parse(&common.fermatas)?.apply(&mut piece, Voice::Soprano)?;
             let regions = masks
                 .iter()
                 .map(|m| MaskRegion::parse(m))
@@ -305,6 +331,8 @@ fn settings(common: &Common, model: &ScoreModel) -> Result<SamplerSettings, Cant
             line_weight: common.line_weight,
             key_weight: common.key_weight,
             degree_weight: common.degree_weight,
+            chord_weight: common.chord_weight,
+            settle_temperature: common.settle_temperature,
             activity: common.activity,
             tension: common.tension,
         });

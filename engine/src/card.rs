@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::harmony::ChordPrior;
 use crate::vocab::Vocabulary;
 
 /// Format tag written into every card; a card with another tag is refused.
@@ -56,6 +57,11 @@ pub struct NetworkConfig {
     /// Cards written before it existed read as `false`.
     #[serde(default)]
     pub global_context: bool,
+    /// Read the phrase ends (fermatas) among the conditioning, so that the
+    /// network knows where a cadence belongs (`network::PHRASE_CONDITIONING`).
+    /// Cards written before it existed read as `false`.
+    #[serde(default)]
+    pub phrase_features: bool,
 }
 
 impl NetworkConfig {
@@ -73,6 +79,7 @@ impl NetworkConfig {
             sigma_features: 4,
             line_features: true,
             global_context: true,
+            phrase_features: true,
         }
     }
 }
@@ -131,6 +138,15 @@ pub struct SamplingDefaults {
     /// existed have none.
     #[serde(default)]
     pub degree_weight: f32,
+    /// Weight of the chord prior ([`crate::SamplerSettings::chord_weight`]);
+    /// cards written before it existed have none.
+    #[serde(default)]
+    pub chord_weight: f32,
+    /// Langevin's temperature where the chords settle
+    /// ([`crate::SamplerSettings::settle_temperature`]); cards written
+    /// before it existed draw at `temperature` throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_temperature: Option<f32>,
 }
 
 impl Default for SamplingDefaults {
@@ -145,6 +161,8 @@ impl Default for SamplingDefaults {
             line_weight: 0.0,
             key_weight: 0.0,
             degree_weight: 0.0,
+            chord_weight: 0.0,
+            settle_temperature: None,
         }
     }
 }
@@ -163,6 +181,11 @@ pub struct ModelCard {
     /// loaded with it; cards without one sample with the network alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<String>,
+    /// The chord prior the samplers weigh each beat with
+    /// ([`crate::harmony::ChordPrior`], `trainer chords`); cards without one
+    /// leave the chords to the network and the rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chords: Option<ChordPrior>,
     /// Training record: data, split, steps, losses (free-form).
     #[serde(default)]
     pub training: serde_json::Value,
@@ -186,6 +209,7 @@ impl ModelCard {
             noise,
             sampling: SamplingDefaults::default(),
             lines: None,
+            chords: None,
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
         }
@@ -242,6 +266,9 @@ impl ModelCard {
             return Err(format!(
                 "architecture {a:?} implies about {parameters} weights, more than the {MAX_PARAMETERS} a card may state"
             ));
+        }
+        if let Some(chords) = &self.chords {
+            chords.check()?;
         }
         if let Some(name) = &self.lines {
             let plain = Path::new(name)

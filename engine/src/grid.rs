@@ -132,6 +132,13 @@ pub struct Score {
     time_signatures: Vec<(usize, TimeSignature)>,
     /// Tempo changes as (step, microseconds per quarter note), sorted, first at 0.
     tempos: Vec<(usize, u32)>,
+    /// Where it is known whether a phrase ends (spans, sorted, disjoint):
+    /// nowhere in a plain MIDI file nobody marked, everywhere in a MusicXML
+    /// file with its fermatas, up to the prompt's end in a continuation.
+    phrasing_known: Vec<Range<usize>>,
+    /// The steps under each fermata, the phrase ends (spans, sorted,
+    /// disjoint, inside `phrasing_known`).
+    fermatas: Vec<Range<usize>>,
 }
 
 /// 120 beats per minute, the MIDI default.
@@ -145,6 +152,8 @@ impl Score {
             velocities: vec![[DEFAULT_VELOCITY; VOICES]; steps],
             time_signatures: vec![(0, TimeSignature::COMMON)],
             tempos: vec![(0, DEFAULT_TEMPO_US_PER_QUARTER)],
+            phrasing_known: Vec::new(),
+            fermatas: Vec::new(),
         }
     }
 
@@ -252,6 +261,54 @@ impl Score {
             changes.insert(0, (0, DEFAULT_TEMPO_US_PER_QUARTER));
         }
         self.tempos = changes;
+    }
+
+    /// The steps under each fermata (the phrase ends), sorted.
+    pub fn fermatas(&self) -> &[Range<usize>] {
+        &self.fermatas
+    }
+
+    /// Where it is known whether a phrase ends, sorted.
+    pub fn phrasing_known(&self) -> &[Range<usize>] {
+        &self.phrasing_known
+    }
+
+    /// Whether it is known at `step` if a phrase ends there.
+    pub fn knows_phrasing_at(&self, step: usize) -> bool {
+        self.phrasing_known.iter().any(|s| s.contains(&step))
+    }
+
+    /// Whether `step` lies under a fermata.
+    pub fn is_fermata(&self, step: usize) -> bool {
+        self.fermatas.iter().any(|s| s.contains(&step))
+    }
+
+    /// The phrase ends of the whole score: the steps under each fermata,
+    /// every other step known to end no phrase. Spans are clipped to the
+    /// score, sorted and merged where they touch.
+    pub fn set_fermatas(&mut self, spans: Vec<Range<usize>>) {
+        self.set_phrasing(vec![0..self.len()], spans);
+    }
+
+    /// Phrase ends known only over `known`; fermatas outside it are dropped.
+    pub fn set_phrasing(&mut self, known: Vec<Range<usize>>, fermatas: Vec<Range<usize>>) {
+        self.phrasing_known = merge_spans(known, self.len());
+        let inside: Vec<Range<usize>> = fermatas
+            .into_iter()
+            .flat_map(|f| {
+                self.phrasing_known
+                    .iter()
+                    .filter(move |k| k.start < f.end && f.start < k.end)
+                    .map(move |k| f.start.max(k.start)..f.end.min(k.end))
+            })
+            .collect();
+        self.fermatas = merge_spans(inside, self.len());
+    }
+
+    /// Forgets where the phrases end.
+    pub fn clear_phrasing(&mut self) {
+        self.phrasing_known.clear();
+        self.fermatas.clear();
     }
 
     /// The time signature in force at `step`.
@@ -466,11 +523,21 @@ impl Score {
         }
         let ts = changes_within(&self.time_signatures, &range);
         let tempos = changes_within(&self.tempos, &range);
+        let within = |spans: &[Range<usize>]| -> Vec<Range<usize>> {
+            spans
+                .iter()
+                .filter(|s| s.start < range.end && s.end > range.start)
+                .map(|s| s.start.max(range.start) - range.start..s.end.min(range.end) - range.start)
+                .collect()
+        };
+        let (phrasing_known, fermatas) = (within(&self.phrasing_known), within(&self.fermatas));
         let mut out = Score {
             cells,
             velocities,
             time_signatures: Vec::new(),
             tempos: Vec::new(),
+            phrasing_known,
+            fermatas,
         };
         let mut ts_all = vec![(0, self.time_signature_at(range.start))];
         ts_all.extend(ts);
@@ -488,10 +555,19 @@ impl Score {
         out
     }
 
-    /// Appends `other`'s cells (its meter and tempo are not carried over).
+    /// Appends `other`'s cells and its fermatas (its meter and tempo are
+    /// not carried over).
     pub fn append(&mut self, other: &Score) {
+        let offset = self.len();
         self.cells.extend_from_slice(&other.cells);
         self.velocities.extend_from_slice(&other.velocities);
+        let joined = |mine: &[Range<usize>], theirs: &[Range<usize>]| -> Vec<Range<usize>> {
+            let theirs = theirs.iter().map(|s| s.start + offset..s.end + offset);
+            mine.iter().cloned().chain(theirs).collect()
+        };
+        let known = joined(&self.phrasing_known, &other.phrasing_known);
+        let fermatas = joined(&self.fermatas, &other.fermatas);
+        self.set_phrasing(known, fermatas);
     }
 
     /// The score lengthened with rests to `steps` steps (never shortened).
@@ -503,6 +579,24 @@ impl Score {
         }
         out
     }
+}
+
+/// `spans` clipped to `0..steps`, empty ones dropped, sorted, and merged
+/// where they overlap or touch.
+fn merge_spans(mut spans: Vec<Range<usize>>, steps: usize) -> Vec<Range<usize>> {
+    spans.retain_mut(|s| {
+        s.end = s.end.min(steps);
+        s.start < s.end
+    });
+    spans.sort_by_key(|s| s.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(spans.len());
+    for span in spans {
+        match merged.last_mut() {
+            Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+            _ => merged.push(span),
+        }
+    }
+    merged
 }
 
 /// Changes strictly inside `range`, moved to be relative to its start.

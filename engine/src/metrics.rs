@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constraints::{Key, Scale};
 use crate::grid::{Score, Token, Voice, STEPS_PER_QUARTER, VOICES};
+use crate::harmony::{HarmonySummary, HarmonyTally};
 use crate::mask::Mask;
 use crate::vocab::VoiceRange;
 
@@ -137,6 +138,11 @@ pub struct Tally {
     pub key_cells: usize,
     #[serde(default)]
     pub outside_key_cells: usize,
+    /// The chords on the beats, the endings and the phrase ends
+    /// ([`HarmonyTally::measure`]; filled by the caller, who knows the key
+    /// and the fermatas). Older reports lack it.
+    #[serde(default)]
+    pub harmony: HarmonyTally,
 }
 
 /// Bars of a continuation whose pitch-class overlap with the prompt is
@@ -255,6 +261,10 @@ pub struct Summary {
     /// prompt's key. Older reports lack it.
     #[serde(default)]
     pub outside_prompt_key: Option<f64>,
+    /// The chord vocabulary, endings and phrase ends, beside the
+    /// reference's. Older reports lack it.
+    #[serde(default)]
+    pub harmony: HarmonySummary,
 }
 
 impl Tally {
@@ -515,6 +525,7 @@ impl Tally {
         self.tonic_dominant_endings += other.tonic_dominant_endings;
         self.key_cells += other.key_cells;
         self.outside_key_cells += other.outside_key_cells;
+        self.harmony.add(&other.harmony);
     }
 
     /// Rates, with the pitch-class overlap taken against `reference`.
@@ -592,6 +603,7 @@ impl Tally {
                 .then(|| self.tonic_dominant_endings as f64 / self.prompts as f64),
             outside_prompt_key: (self.key_cells > 0)
                 .then(|| self.outside_key_cells as f64 / self.key_cells as f64),
+            harmony: self.harmony.summary(reference.map(|r| &r.harmony)),
         }
     }
 }

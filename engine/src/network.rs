@@ -41,9 +41,15 @@ use crate::vocab::{Vocabulary, HOLD_INDEX};
 /// the input scaling 1/√(σ² + σ_data²).
 pub const SIGMA_DATA: f32 = 0.5;
 
+/// Channels that say where the phrases end: 1 where the phrase ends are
+/// known (given, or inferred from the melody), and 1 on each step under a
+/// fermata. A network whose card has no `phrase_features` does not read them.
+pub const PHRASE_CONDITIONING: usize = 2;
+
 /// Channels of conditioning beyond the known one-hot values: one known/free
-/// flag per voice and a one-hot of the position inside the beat.
-pub const EXTRA_CONDITIONING: usize = VOICES + STEPS_PER_QUARTER;
+/// flag per voice, a one-hot of the position inside the beat, and the
+/// phrase ends ([`PHRASE_CONDITIONING`], last).
+pub const EXTRA_CONDITIONING: usize = VOICES + STEPS_PER_QUARTER + PHRASE_CONDITIONING;
 
 /// A dense layer applied at every step: `(B, T, in) → (B, T, out)`.
 #[derive(Clone, Debug)]
@@ -240,11 +246,18 @@ impl ScoreNetwork {
             .collect();
         let scale = Tensor::from_vec(scale, (sigmas.len(), 1, 1), device)?;
         let x_in = x.broadcast_mul(&scale)?;
+        let read = match self.config.phrase_features {
+            true => conditioning.clone(),
+            false => {
+                let width = conditioning.dim(D::Minus1)?;
+                conditioning.narrow(D::Minus1, 0, width - PHRASE_CONDITIONING)?
+            }
+        };
         let input = if self.config.line_features {
             let lines = line_features(x, conditioning, sigmas, &self.voice_sizes)?;
-            Tensor::cat(&[&x_in, conditioning, &lines], D::Minus1)?
+            Tensor::cat(&[&x_in, &read, &lines], D::Minus1)?
         } else {
-            Tensor::cat(&[&x_in, conditioning], D::Minus1)?
+            Tensor::cat(&[&x_in, &read], D::Minus1)?
         };
         let mut h = self.input.forward(&input)?;
         for block in &self.blocks {
@@ -368,13 +381,7 @@ impl ScoreNetwork {
         let h = self.config.hidden as f64;
         let c = self.data_channels as f64;
         let k = self.config.kernel as f64;
-        let inputs = (2 * self.data_channels
-            + EXTRA_CONDITIONING
-            + if self.config.line_features {
-                2 * pitch_channels(&self.voice_sizes)
-            } else {
-                0
-            }) as f64;
+        let inputs = self.input.weight.dim(1).unwrap_or(0) as f64;
         let per_step = inputs * h + self.blocks.len() as f64 * (k * h * h + h * h) + h * c;
         let per_window = if self.config.global_context {
             self.blocks.len() as f64 * h * h
@@ -389,8 +396,12 @@ impl ScoreNetwork {
 /// card asks for them, the lines.
 pub fn input_channels(config: &NetworkConfig, vocab: &Vocabulary) -> usize {
     let sizes = Voice::ALL.map(|v| vocab.voice_size(v));
-    2 * vocab.total_size()
-        + EXTRA_CONDITIONING
+    2 * vocab.total_size() + EXTRA_CONDITIONING
+        - if config.phrase_features {
+            0
+        } else {
+            PHRASE_CONDITIONING
+        }
         + if config.line_features {
             2 * pitch_channels(&sizes)
         } else {
@@ -521,13 +532,25 @@ pub fn one_hot(score: &Score, vocab: &Vocabulary) -> Vec<f32> {
 }
 
 /// Conditioning features as a row-major (T, C + extra) buffer: the known
-/// cells' one-hot values (zero where free), one known flag per voice, and the
-/// step's position inside its quarter-note beat.
+/// cells' one-hot values (zero where free), one known flag per voice, the
+/// step's position inside its quarter-note beat, and the phrase ends
+/// (whether the score knows them, and the steps under a fermata).
 pub fn conditioning(score: &Score, mask: &Mask, vocab: &Vocabulary) -> Vec<f32> {
     let channels = vocab.total_size();
     let width = channels + EXTRA_CONDITIONING;
     let values = one_hot(score, vocab);
     let mut data = vec![0.0f32; score.len() * width];
+    let phrases = width - PHRASE_CONDITIONING;
+    for span in score.phrasing_known() {
+        for step in span.clone() {
+            data[step * width + phrases] = 1.0;
+        }
+    }
+    for span in score.fermatas() {
+        for step in span.clone() {
+            data[step * width + phrases + 1] = 1.0;
+        }
+    }
     for step in 0..score.len() {
         let row = &mut data[step * width..(step + 1) * width];
         for voice in Voice::ALL {

@@ -21,6 +21,7 @@
 
 use crate::character::{is_change, Character};
 use crate::grid::{Score, Token, Voice, STEPS_PER_QUARTER, VOICES};
+use crate::harmony::ChordCosts;
 use crate::metrics::{full_chord, plain_triad, silent_voices, Motion, TEXTBOOK_RANGES};
 
 /// Relative cost of each kind of fault (times λ).
@@ -248,6 +249,31 @@ impl Voicing {
             }
         }
         energy
+    }
+
+    /// The chord prior's cost ([`ChordCosts`]) of the beats in the span of
+    /// (`step`, `voice`) if it held `token` (`fermatas`: per step, whether
+    /// it lies under one). As for [`Voicing::local_energy`], only
+    /// differences between tokens mean anything.
+    pub(crate) fn chord_cost(
+        &self,
+        step: usize,
+        voice: Voice,
+        token: Token,
+        costs: &ChordCosts,
+        fermatas: &[bool],
+    ) -> f32 {
+        let pitch = self.sounds_as(step, voice, token);
+        let mut cost = 0.0;
+        for s in self
+            .span(step, voice)
+            .filter(|s| s % STEPS_PER_QUARTER == 0)
+        {
+            let mut row = self.sounding[s];
+            row[voice.index()] = pitch;
+            cost += costs.of(&row, fermatas.get(s).copied().unwrap_or(false));
+        }
+        cost
     }
 
     /// Turns holds that follow silence into rests ([`Score::normalize`]);

@@ -42,6 +42,8 @@ fn settings(kind: SamplerKind, steps_per_level: usize, seed: u64) -> SamplerSett
         line_weight: 0.0,
         key_weight: 0.0,
         degree_weight: 0.0,
+        chord_weight: 0.0,
+        settle_temperature: None,
         character: Character::NEUTRAL,
         seed,
     }

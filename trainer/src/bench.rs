@@ -56,6 +56,8 @@ fn configurations(temperature: f32, rules: f32, target: Target) -> Vec<SamplerSe
         line_weight: 0.0,
         key_weight: 0.0,
         degree_weight: 0.0,
+        chord_weight: 0.0,
+        settle_temperature: None,
         character: cantor_engine::Character::NEUTRAL,
         seed: 0,
     };

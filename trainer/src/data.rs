@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cantor_engine::constraints::Key;
 use cantor_engine::grid::{Score, Voice};
 use cantor_engine::io::{read_jsb, read_music, Limits, VoiceLayout};
 use cantor_engine::vocab::{Vocabulary, VoiceRange};
@@ -33,6 +34,8 @@ pub struct Corpus {
     /// Files that did not parse, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
     pub split: SplitRecord,
+    /// Each piece's key where the data says it (train, valid, test).
+    keys: [Vec<Option<Key>>; 3],
 }
 
 impl Corpus {
@@ -79,20 +82,35 @@ impl Corpus {
 
     fn from_jsb(path: &Path) -> Result<Corpus> {
         let splits = read_jsb(path)?;
+        let method = match splits.extra.len() {
+            0 => "JSB benchmark split (Boulanger-Lewandowski 2012)".to_string(),
+            n => format!("JSB benchmark split (Boulanger-Lewandowski 2012); train also holds the file's {n} extra chorales"),
+        };
+        let keys_of = |name: &str, n: usize| (0..n).map(|i| splits.key(name, i)).collect();
+        let mut train_keys: Vec<Option<Key>> = keys_of("train", splits.train.len());
+        train_keys.extend(keys_of("extra", splits.extra.len()).iter().copied());
+        let keys = [
+            train_keys,
+            keys_of("valid", splits.valid.len()),
+            keys_of("test", splits.test.len()),
+        ];
+        let mut train = splits.train;
+        train.extend(splits.extra);
         let split = SplitRecord {
-            method: "JSB benchmark split (Boulanger-Lewandowski 2012)".into(),
-            train: splits.train.len(),
+            method,
+            train: train.len(),
             valid: splits.valid.len(),
             test: splits.test.len(),
             skipped: 0,
         };
         Ok(Corpus {
             source: path.display().to_string(),
-            train: splits.train,
+            train,
             valid: splits.valid,
             test: splits.test,
             skipped: Vec::new(),
             split,
+            keys,
         })
     }
 
@@ -140,7 +158,22 @@ impl Corpus {
             test,
             skipped,
             split,
+            keys: Default::default(),
         })
+    }
+
+    /// The keys of a split's pieces, in order (`None` where the data does
+    /// not say).
+    pub fn keys(&self, name: &str) -> Result<Vec<Option<Key>>> {
+        let pieces = self.split(name)?.len();
+        let index = match name {
+            "train" => 0,
+            "valid" | "validation" => 1,
+            _ => 2,
+        };
+        let mut keys = self.keys[index].clone();
+        keys.resize(pieces, None);
+        Ok(keys)
     }
 
     pub fn split(&self, name: &str) -> Result<&[Score]> {

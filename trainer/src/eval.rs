@@ -18,7 +18,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use cantor_engine::baseline::baseline;
+use cantor_engine::constraints::Key;
 use cantor_engine::grid::VOICES;
+use cantor_engine::harmony::HarmonyTally;
 use cantor_engine::metrics::{Summary, Tally};
 use cantor_engine::network::{conditioning, known_channels, one_hot};
 use cantor_engine::{
@@ -154,6 +156,25 @@ pub fn tally(output: &Score, problem: &Problem, reference: Option<&Score>) -> Ta
     Tally::over_free_spans(output, &problem.mask, reference)
 }
 
+/// The chords `output` sounds where `problem` had free cells, in `key`:
+/// its beats, its phrase ends (the problem's fermatas inside the free
+/// stretches) and, with `ending`, its last chord.
+pub fn harmony_tally(
+    output: &Score,
+    problem: &Problem,
+    key: Option<Key>,
+    ending: bool,
+) -> HarmonyTally {
+    HarmonyTally::measure(
+        output,
+        &problem.mask.free_spans(),
+        Some(&problem.mask),
+        key,
+        problem.score.fermatas(),
+        ending,
+    )
+}
+
 /// A continuation's prompt measures: the new bars (from the first free
 /// step) against the prompt before them.
 pub fn continuation_tally(output: &Score, problem: &Problem) -> Tally {
@@ -272,6 +293,10 @@ pub struct SettingsRecord {
     pub key_weight: f32,
     /// Weight of the home key's degrees (0: off).
     pub degree_weight: f32,
+    /// Weight of the chord prior (0: off, or the card has none).
+    pub chord_weight: f32,
+    /// Langevin's temperature where the chords settle (none: `temperature`).
+    pub settle_temperature: Option<f32>,
     /// The character pad's position (neutral: the model's own style).
     pub character: cantor_engine::Character,
     pub network_evals: usize,
@@ -347,6 +372,12 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
     corpus.announce();
     let pieces = corpus.split(&options.split)?;
     let pieces = &pieces[..options.limit.unwrap_or(pieces.len()).min(pieces.len())];
+    let keys = corpus.keys(&options.split)?;
+    let keys: Vec<Option<Key>> = pieces
+        .iter()
+        .zip(keys)
+        .map(|(piece, key)| key.or_else(|| Key::estimate(piece)))
+        .collect();
     anyhow::ensure!(
         !pieces.is_empty(),
         "the {} split has no pieces",
@@ -392,6 +423,7 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
         model: &model,
         deepbach: deepbach.as_ref(),
         pieces,
+        keys: &keys,
         tasks: &options.tasks,
         systems: &systems,
         seeds: options.seeds,
@@ -463,6 +495,12 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
             },
             key_weight: s.key_weight,
             degree_weight: s.degree_weight,
+            chord_weight: if model.card.chords.is_some() {
+                s.chord_weight
+            } else {
+                0.0
+            },
+            settle_temperature: s.settle_temperature,
             character: s.character,
             network_evals: s.network_evals(),
             seed: s.seed,
@@ -487,6 +525,9 @@ pub struct Evaluation<'a> {
     pub model: &'a ScoreModel,
     pub deepbach: Option<&'a DeepBach>,
     pub pieces: &'a [Score],
+    /// Each piece's key (the data's, else estimated from Bach's notes), for
+    /// the notes outside it and the degrees of the phrase ends.
+    pub keys: &'a [Option<Key>],
     pub tasks: &'a [Task],
     pub systems: &'a [System],
     /// Runs of each sampler per piece, seeds `settings.seed`,
@@ -502,6 +543,7 @@ impl Evaluation<'_> {
             model,
             deepbach,
             pieces,
+            keys,
             tasks,
             systems,
             seeds,
@@ -533,6 +575,12 @@ impl Evaluation<'_> {
                         let compare = (system != System::Bach).then_some(&reference);
                         let entry = tallies.entry(system).or_default();
                         entry.add(&tally(&out, &problem, compare));
+                        entry.harmony.add(&harmony_tally(
+                            &out,
+                            &problem,
+                            keys.get(index).copied().flatten(),
+                            *task != Task::Infill,
+                        ));
                         if *task == Task::Continue {
                             entry.add(&continuation_tally(&out, &problem));
                         }
@@ -904,7 +952,7 @@ fn fmt(v: f64) -> String {
 /// The report as Markdown tables.
 pub fn markdown(report: &EvalReport) -> String {
     let mut md = format!(
-        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}, its degrees' weight {}), {} network evaluations per piece for both Langevin and Gibbs; {}.\n",
+        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}, its degrees' weight {}, chord prior weight {}, settle temperature {}), {} network evaluations per piece for both Langevin and Gibbs; {}.\n",
         report.model,
         report.data,
         report.split,
@@ -917,6 +965,10 @@ pub fn markdown(report: &EvalReport) -> String {
         report.settings.line_weight,
         report.settings.key_weight,
         report.settings.degree_weight,
+        report.settings.chord_weight,
+        report.settings
+            .settle_temperature
+            .map_or("as the temperature".to_string(), |t| t.to_string()),
         report.settings.network_evals,
         seeds_text(report.settings.seed, report.settings.seeds)
     );
@@ -967,6 +1019,50 @@ pub fn markdown(report: &EvalReport) -> String {
             (
                 "… a seventh chord or a diminished / augmented triad".into(),
                 Box::new(|s| Some(s.chord_beat_fraction - (1.0 - s.tense_beat_fraction))),
+            ),
+            (
+                "chords on the beat: sonorities' overlap with Bach's".into(),
+                Box::new(|s| s.harmony.sonority_overlap),
+            ),
+            (
+                "… root-position major / minor triads".into(),
+                Box::new(|s| s.harmony.root_position_triads),
+            ),
+            (
+                "… first-inversion major / minor triads".into(),
+                Box::new(|s| s.harmony.first_inversion_triads),
+            ),
+            (
+                "… six-four chords".into(),
+                Box::new(|s| s.harmony.six_fours),
+            ),
+            (
+                "… seventh chords (all kinds)".into(),
+                Box::new(|s| s.harmony.sevenths),
+            ),
+            (
+                "… dominant sevenths".into(),
+                Box::new(|s| s.harmony.dominant_sevenths),
+            ),
+            (
+                "… diminished / augmented triads".into(),
+                Box::new(|s| s.harmony.diminished_augmented),
+            ),
+            (
+                "… no chord (suspension, passing note, open fifth)".into(),
+                Box::new(|s| s.harmony.no_chord),
+            ),
+            (
+                "notes outside the key / 100 beats".into(),
+                Box::new(|s| s.harmony.outside_key_per_100_beats),
+            ),
+            (
+                "last chord a root-position tonic triad".into(),
+                Box::new(|s| s.harmony.tonic_endings),
+            ),
+            (
+                "phrase ends (fermatas) on a root-position triad".into(),
+                Box::new(|s| s.harmony.fermata_root_triads),
             ),
             (
                 "pitch-class overlap with Bach".into(),
@@ -1054,6 +1150,7 @@ pub fn markdown(report: &EvalReport) -> String {
                 .collect();
             md += &format!("| {name} | {} |\n", cells.join(" | "));
         }
+        md += &chord_tables(t, &columns);
         let secs: Vec<String> = t
             .seconds_per_piece
             .iter()
@@ -1125,6 +1222,54 @@ pub fn markdown(report: &EvalReport) -> String {
         );
     }
     md
+}
+
+/// The chord classes on the beat (the commonest in Bach's music first, then
+/// the others any system writes often) and the degrees of the phrase ends,
+/// each system beside Bach.
+fn chord_tables(t: &TaskReport, columns: &[System]) -> String {
+    const ROWS: usize = 16;
+    let names: Vec<String> = columns.iter().map(System::to_string).collect();
+    let header = format!(
+        "| {{}} | {} |\n|---|{}\n",
+        names.join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let table = |title: &str, pick: &dyn Fn(&Summary) -> &BTreeMap<String, f64>| -> String {
+        let mut order: Vec<(String, f64)> = Vec::new();
+        for sys in columns {
+            for (k, v) in t.systems.get(sys).map(pick).into_iter().flatten() {
+                match order.iter_mut().find(|(n, _)| n == k) {
+                    // Bach's share decides the order; others add a little.
+                    Some(entry) => entry.1 += if *sys == System::Bach { *v } else { v * 1e-3 },
+                    None => {
+                        order.push((k.clone(), if *sys == System::Bach { *v } else { v * 1e-3 }))
+                    }
+                }
+            }
+        }
+        if order.is_empty() {
+            return String::new();
+        }
+        order.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut md = format!("\n{}", header.replacen("{}", title, 1));
+        for (name, _) in order.iter().take(ROWS) {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|sys| {
+                    let v = t.systems.get(sys).map(pick).and_then(|m| m.get(name));
+                    fmt(v.copied().unwrap_or(0.0))
+                })
+                .collect();
+            md += &format!("| {name} | {} |\n", cells.join(" | "));
+        }
+        md
+    };
+    table("chord on the beat (share of full beats)", &|s| {
+        &s.harmony.classes
+    }) + &table("chord at a phrase end (share of fermatas)", &|s| {
+        &s.harmony.fermata_degrees
+    })
 }
 
 fn initial(voice: Voice) -> &'static str {

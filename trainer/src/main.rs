@@ -10,9 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod chords;
 mod data;
 mod deepbach;
 mod eval;
+mod judge;
 mod lines;
 mod plots;
 mod sweep;
@@ -44,6 +46,22 @@ enum Command {
     /// Train the line model: a small network per voice reading its own
     /// line around a cell (checkpoints beside --out; --resume continues).
     Lines(LinesArgs),
+    /// Learn the chord prior (which chords the training pieces sound on
+    /// their beats and at their phrase ends) into a model's card.
+    Chords(ChordsArgs),
+}
+
+#[derive(clap::Args)]
+struct ChordsArgs {
+    /// JSB chorales JSON (with fermatas, to learn the phrase ends' chords),
+    /// or a folder of MIDI / MusicXML files.
+    #[arg(long)]
+    data: PathBuf,
+    /// The model whose card (beside it) receives the prior.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    split_seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +183,14 @@ struct SamplingArgs {
     /// after the last given note, 0 = off (default: the card's).
     #[arg(long)]
     degree_weight: Option<f32>,
+    /// Weight of the card's chord prior on each beat, 0 = off (default:
+    /// the card's).
+    #[arg(long)]
+    chord_weight: Option<f32>,
+    /// Temperature of the Langevin draws at the low noise levels, where
+    /// the chords settle (default: the card's; else --temperature).
+    #[arg(long)]
+    settle_temperature: Option<f32>,
     /// Character pad, calm (-1) to busy (1); 0 = the model's own style.
     #[arg(long, allow_hyphen_values = true)]
     activity: Option<f32>,
@@ -297,6 +323,8 @@ fn sampler_settings(
             line_weight: a.line_weight,
             key_weight: a.key_weight,
             degree_weight: a.degree_weight,
+            chord_weight: a.chord_weight,
+            settle_temperature: a.settle_temperature,
             activity: a.activity,
             tension: a.tension,
         },
@@ -370,6 +398,16 @@ struct TrainArgs {
     /// or off. With --init-from, the new layers start at zero.
     #[arg(long, default_value = "off", value_parser = on_off, action = clap::ArgAction::Set)]
     global_context: bool,
+    /// Let the network read the phrase ends (fermatas): on or off. They come
+    /// from a data file that carries them (`../shared/data/jsb-fermatas`);
+    /// a share of the windows (--phrase-dropout) hides them, so the network
+    /// also composes where nobody said where the phrases end. With
+    /// --init-from, the new input columns start at zero.
+    #[arg(long, default_value = "off", value_parser = on_off, action = clap::ArgAction::Set)]
+    phrase_features: bool,
+    /// Share of training windows (0–1) whose phrase ends are hidden.
+    #[arg(long, default_value_t = 0.25)]
+    phrase_dropout: f64,
     /// Start from a trained model (its .safetensors, card beside it) instead
     /// of random weights: its architecture, vocabulary and noise schedule are
     /// kept (--hidden, --dilations, --sigma-* are ignored). Input channels the
@@ -426,6 +464,8 @@ fn main() -> ExitCode {
                 resume: a.resume,
                 line_features: a.line_features,
                 global_context: a.global_context,
+                phrase_features: a.phrase_features,
+                phrase_dropout: a.phrase_dropout,
                 init_from: a.init_from,
                 gibbs_masks: a.gibbs_masks,
             })
@@ -487,6 +527,7 @@ fn main() -> ExitCode {
                 resume: a.resume,
             })
         }
+        Command::Chords(a) => chords::run(&a.data, &a.model, a.split_seed).map(|_| ()),
         Command::Lines(a) => {
             let name = a.name.clone().unwrap_or_else(|| {
                 a.out

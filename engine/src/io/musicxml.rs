@@ -131,6 +131,7 @@ pub fn parse_musicxml(
         .collect();
 
     let mut parts = Vec::new();
+    let mut fermatas = Vec::new();
     let mut timeline = Timeline::default();
     let mut pickup_padding: Option<usize> = None;
     for (index, part_node) in root
@@ -144,6 +145,7 @@ pub fn parse_musicxml(
             .cloned()
             .unwrap_or_else(|| format!("P{}", index + 1));
         let read = read_part(part_node, path, &name)?;
+        fermatas.extend(read.fermatas);
         if index == 0 {
             timeline = read.timeline;
             pickup_padding = Some(read.pickup_padding);
@@ -160,6 +162,7 @@ pub fn parse_musicxml(
 
     // Pad a pickup bar so the first full bar starts on a bar line.
     let pad = pickup_padding.unwrap_or(0);
+    fermatas.iter_mut().for_each(|step| *step += pad);
     if pad > 0 {
         for part in &mut parts {
             for n in &mut part.notes {
@@ -175,11 +178,25 @@ pub fn parse_musicxml(
         }
     }
 
-    assemble(path, parts, timeline, layout, limits)
+    let mut score = assemble(path, parts, timeline, layout, limits)?;
+    // The phrase ends the score marks: each fermata on the melody note
+    // sounding where one is written (in any part). A score with none
+    // leaves them unknown, to be inferred.
+    if !fermatas.is_empty() {
+        let spans = fermatas
+            .iter()
+            .filter(|s| **s < score.len())
+            .map(|s| super::jsb::soprano_note(&score, *s).unwrap_or(*s..*s + 1))
+            .collect();
+        score.set_fermatas(spans);
+    }
+    Ok(score)
 }
 
 struct ReadPart {
     notes: Vec<PartNote>,
+    /// Steps where a note of the part's voice carries a `<fermata>`.
+    fermatas: Vec<usize>,
     timeline: Timeline,
     /// Rests to put in front when the first bar is a pickup.
     pickup_padding: usize,
@@ -240,6 +257,7 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
     let mut divisions = 1.0f64;
     let mut measure_start = 0.0f64; // in quarters
     let mut notes: Vec<PartNote> = Vec::new();
+    let mut fermatas = Vec::new();
     let mut timeline = Timeline::default();
     let mut chosen_voice: Option<String> = None;
     // Index of the note a tie from each pitch continues into.
@@ -351,6 +369,9 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
                     };
                     let pitch = read_pitch(pitch_node, path, name)?;
                     let (start_step, end_step) = (to_step(start), to_step(start + duration));
+                    if child.descendants().any(|n| n.has_tag_name("fermata")) {
+                        fermatas.push(start_step);
+                    }
                     let ties: Vec<&str> = child
                         .descendants()
                         .filter(|n| n.has_tag_name("tie") || n.has_tag_name("tied"))
@@ -406,6 +427,7 @@ fn read_part(part: Node, path: &Path, name: &str) -> Result<ReadPart> {
     }
     Ok(ReadPart {
         notes,
+        fermatas,
         timeline,
         pickup_padding,
     })
@@ -481,6 +503,45 @@ mod tests {
         format!(
             r#"<?xml version="1.0"?><!DOCTYPE score-partwise PUBLIC "-//Recordare//DTD MusicXML 3.1 Partwise//EN" "http://www.musicxml.org/dtds/partwise.dtd"><score-partwise version="3.1"><part-list>{list}</part-list>{body}</score-partwise>"#
         )
+    }
+
+    #[test]
+    fn fermatas_mark_the_phrase_ends() {
+        let note = |step: &str, octave: u8, duration: u8, fermata: bool| {
+            let mark = if fermata {
+                "<notations><fermata/></notations>"
+            } else {
+                ""
+            };
+            format!(
+                r#"<note><pitch><step>{step}</step><octave>{octave}</octave></pitch><duration>{duration}</duration><voice>1</voice>{mark}</note>"#
+            )
+        };
+        let soprano = |fermata: bool| {
+            format!(
+                r#"<part id="P1"><measure number="1"><attributes><divisions>1</divisions><time><beats>4</beats><beat-type>4</beat-type></time></attributes>{}{}{}</measure><measure number="2">{}</measure></part>"#,
+                note("C", 5, 1, false),
+                note("D", 5, 1, false),
+                note("E", 5, 2, fermata),
+                note("G", 4, 4, false),
+            )
+        };
+        let read = |fermata: bool| {
+            let xml = document(&[("P1", "Soprano", soprano(fermata))]);
+            parse_musicxml(
+                &xml,
+                Path::new("f.musicxml"),
+                VoiceLayout::Auto,
+                &Limits::default(),
+            )
+            .unwrap()
+        };
+        let marked = read(true);
+        assert_eq!(marked.fermatas(), &[8..16]);
+        assert_eq!(marked.phrasing_known(), &[0..marked.len()]);
+        // No mark anywhere: the phrase ends are unknown (to be inferred).
+        let plain = read(false);
+        assert!(plain.fermatas().is_empty() && plain.phrasing_known().is_empty());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct BatchMaker<'a> {
     noise: NoiseSchedule,
     /// Share of windows drawn as Gibbs blocks ([`gibbs_block_mask`] at σ_max).
     gibbs_share: f64,
+    /// Share of windows whose phrase ends are hidden, as where nobody
+    /// marked them.
+    phrase_dropout: f64,
 }
 
 impl<'a> BatchMaker<'a> {
@@ -49,6 +52,7 @@ impl<'a> BatchMaker<'a> {
             vocab,
             noise,
             gibbs_share: 0.0,
+            phrase_dropout: 0.0,
         })
     }
 
@@ -57,6 +61,12 @@ impl<'a> BatchMaker<'a> {
     /// other cell exact), DeepBach's objective; the rest as before.
     pub fn with_gibbs_masks(mut self, share: f64) -> Self {
         self.gibbs_share = share.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Hide the phrase ends of this share of the windows.
+    pub fn with_phrase_dropout(mut self, share: f64) -> Self {
+        self.phrase_dropout = share.clamp(0.0, 1.0);
         self
     }
 
@@ -85,7 +95,15 @@ impl<'a> BatchMaker<'a> {
         };
         let (lo, hi) = (self.noise.sigma_min.ln(), self.noise.sigma_max.ln());
         for _ in 0..size {
-            let score = self.window(window, rng);
+            let mut score = self.window(window, rng);
+            // No draw when there is nothing to hide, so such runs keep their
+            // streams.
+            if !score.phrasing_known().is_empty()
+                && self.phrase_dropout > 0.0
+                && rng.random_bool(self.phrase_dropout)
+            {
+                score.clear_phrasing();
+            }
             // No draw when the share is 0, so such runs keep their streams.
             let gibbs = self.gibbs_share > 0.0 && rng.random_bool(self.gibbs_share);
             let mut mask = if gibbs {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use cantor_engine::card::ModelCard;
+use cantor_engine::network::{EXTRA_CONDITIONING, PHRASE_CONDITIONING};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,7 @@ pub(super) fn start_from(
     path: &Path,
     line_features: bool,
     global_context: bool,
+    phrase_features: bool,
     device: &Device,
 ) -> Result<(ModelCard, HashMap<String, Tensor>)> {
     let card_file = cantor_engine::model::card_path(path);
@@ -104,23 +106,65 @@ pub(super) fn start_from(
     if global_context {
         card.architecture.global_context = true;
     }
+    // The input layer reads [x, conditioning (phrase ends last), lines]:
+    // new channels get zero columns where the network will read them.
+    let data = card.vocabulary.total_size();
+    let base = 2 * data + EXTRA_CONDITIONING - PHRASE_CONDITIONING;
+    if phrase_features && !card.architecture.phrase_features {
+        card.architecture.phrase_features = true;
+        widen_input(&mut weights, base, PHRASE_CONDITIONING, path, device)?;
+    }
     if line_features && !card.architecture.line_features {
         card.architecture.line_features = true;
-        let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
-        let input = weights
-            .get("input.weight")
-            .with_context(|| format!("{}: no input.weight", path.display()))?;
-        let (hidden, have) = input.dims2()?;
-        anyhow::ensure!(
-            have < wanted,
-            "{}: input.weight has {have} columns, the line features need {wanted}",
-            path.display()
-        );
-        let zeros = Tensor::zeros((hidden, wanted - have), DType::F32, device)?;
-        let widened = Tensor::cat(&[input, &zeros], 1)?;
-        weights.insert("input.weight".into(), widened);
+        let at = base
+            + match card.architecture.phrase_features {
+                true => PHRASE_CONDITIONING,
+                false => 0,
+            };
+        let all = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
+        widen_input(&mut weights, at, all - at, path, device)?;
     }
+    let wanted = cantor_engine::network::input_channels(&card.architecture, &card.vocabulary);
+    let have = weights
+        .get("input.weight")
+        .with_context(|| format!("{}: no input.weight", path.display()))?
+        .dim(1)?;
+    anyhow::ensure!(
+        have == wanted,
+        "{}: input.weight has {have} columns, the network reads {wanted}",
+        path.display()
+    );
     Ok((card, weights))
+}
+
+/// Inserts `count` zero columns into `input.weight` before column `at`.
+fn widen_input(
+    weights: &mut HashMap<String, Tensor>,
+    at: usize,
+    count: usize,
+    path: &Path,
+    device: &Device,
+) -> Result<()> {
+    let input = weights
+        .get("input.weight")
+        .with_context(|| format!("{}: no input.weight", path.display()))?;
+    let (hidden, have) = input.dims2()?;
+    anyhow::ensure!(
+        at <= have,
+        "{}: input.weight has {have} columns, too few to widen at column {at}",
+        path.display()
+    );
+    let zeros = Tensor::zeros((hidden, count), DType::F32, device)?;
+    let widened = Tensor::cat(
+        &[
+            &input.narrow(1, 0, at)?,
+            &zeros,
+            &input.narrow(1, at, have - at)?,
+        ],
+        1,
+    )?;
+    weights.insert("input.weight".into(), widened);
+    Ok(())
 }
 
 pub(crate) fn checkpoint_dir(out: &Path) -> PathBuf {

@@ -83,6 +83,12 @@ pub struct TrainConfig {
     /// Give every block the window's summary (`NetworkConfig::global_context`).
     #[serde(default)]
     pub global_context: bool,
+    /// Let the network read the phrase ends (`NetworkConfig::phrase_features`).
+    #[serde(default)]
+    pub phrase_features: bool,
+    /// Share of training windows whose phrase ends are hidden.
+    #[serde(default)]
+    pub phrase_dropout: f64,
     /// Start from this trained model's weights and card (fine-tuning).
     #[serde(default)]
     pub init_from: Option<PathBuf>,
@@ -135,6 +141,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
             path,
             config.line_features,
             config.global_context,
+            config.phrase_features,
             &device,
         )?),
         _ => None,
@@ -174,6 +181,7 @@ pub fn train(config: TrainConfig) -> Result<()> {
                     sigma_features: 16,
                     line_features: config.line_features,
                     global_context: config.global_context,
+                    phrase_features: config.phrase_features,
                 },
                 vocab,
                 NoiseSchedule {
@@ -193,7 +201,8 @@ pub fn train(config: TrainConfig) -> Result<()> {
         .min()
         .context("no window length given")?;
     let maker = BatchMaker::new(&corpus.train, &card.vocabulary, card.noise, min_window)?
-        .with_gibbs_masks(config.gibbs_masks);
+        .with_gibbs_masks(config.gibbs_masks)
+        .with_phrase_dropout(config.phrase_dropout);
     let valid_maker = if corpus.valid.is_empty() {
         None
     } else {
@@ -545,6 +554,8 @@ mod tests {
             resume: false,
             line_features: true,
             global_context: false,
+            phrase_features: false,
+            phrase_dropout: 0.0,
             init_from: None,
             gibbs_masks: 0.0,
         };
