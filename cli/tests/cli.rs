@@ -720,3 +720,78 @@ fn every_command_takes_the_character_pad() {
     );
     assert!(e.contains("tension 2 must be between -1 and 1"), "{e}");
 }
+
+#[test]
+fn phrase_ends_are_given_inferred_or_refused_clearly() {
+    let f = Fixture::new();
+    let model = f.model();
+    let tune = f.arg("melody.mid");
+    let out = f.arg("out.mid");
+    for fermatas in ["auto", "none", "2,4"] {
+        let run = cantor(&[
+            "harmonize",
+            &tune,
+            "-o",
+            &out,
+            "--model",
+            &model,
+            "--levels",
+            "4",
+            "--fermatas",
+            fermatas,
+        ]);
+        assert!(
+            run.status.success(),
+            "--fermatas {fermatas}: {}",
+            stderr(&run)
+        );
+        assert_eq!(
+            read(&f.path("out.mid")).voice_notes(Voice::Soprano),
+            melody().voice_notes(Voice::Soprano)
+        );
+        std::fs::remove_file(f.path("out.mid")).unwrap();
+    }
+    let cadence = cantor(&[
+        "continue",
+        &f.arg("chorale.mid"),
+        "--bars",
+        "2",
+        "--cadence",
+        "-o",
+        &out,
+        "--model",
+        &model,
+        "--levels",
+        "4",
+    ]);
+    assert!(cadence.status.success(), "{}", stderr(&cadence));
+    std::fs::remove_file(f.path("out.mid")).unwrap();
+    let e = fails(
+        &f,
+        &[
+            "harmonize",
+            &tune,
+            "-o",
+            &out,
+            "--model",
+            &model,
+            "--fermatas",
+            "9",
+        ],
+    );
+    assert!(e.contains("bar 9") && e.contains("4 bars"), "{e}");
+    let e = fails(
+        &f,
+        &[
+            "harmonize",
+            &tune,
+            "-o",
+            &out,
+            "--model",
+            &model,
+            "--fermatas",
+            "two",
+        ],
+    );
+    assert!(e.contains("auto, none, or bar numbers"), "{e}");
+}

@@ -138,6 +138,16 @@ impl Character {
         1.0 + BUSY_RULES * self.activity.max(0.0) + PLAIN_RULES * (-self.tension).max(0.0)
     }
 
+    /// The factor on the chord prior's weight
+    /// ([`crate::SamplerSettings::chord_weight`]) at this position: the
+    /// prior holds the chords to Bach's vocabulary, which the tense side
+    /// asks to leave (more sevenths and suspensions than his), so it lets
+    /// go as the tension rises (none at 1); the plain side holds it
+    /// tighter (twice at −1), towards his commonest chords.
+    pub fn chord_prior_scale(&self) -> f32 {
+        (1.0 - self.tension).clamp(0.0, 2.0)
+    }
+
     /// Energy of one pitch change in a voice's line at `step`.
     pub(crate) fn change_energy(&self, step: usize) -> f32 {
         match self.activity > 0.0 {

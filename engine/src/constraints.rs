@@ -126,16 +126,7 @@ impl Key {
     /// The key of `score`'s known cells alone (those `mask` does not free),
     /// by [`Key::estimate`].
     pub fn of_known(score: &Score, mask: &Mask) -> Option<Key> {
-        let mut only_known = score.clone();
-        for step in 0..score.len() {
-            for voice in Voice::ALL {
-                if mask.is_free(step, voice) {
-                    only_known.set(step, voice, Token::Rest);
-                }
-            }
-        }
-        only_known.normalize();
-        Key::estimate(&only_known)
+        Key::estimate(&known_notes(score, mask))
     }
 
     /// Estimates the key of the notes in `score` (duration-weighted
@@ -165,6 +156,20 @@ impl Key {
         }
         Some(best.1)
     }
+}
+
+/// `score` with the cells `mask` frees silenced: the given music alone.
+pub fn known_notes(score: &Score, mask: &Mask) -> Score {
+    let mut only_known = score.clone();
+    for step in 0..score.len() {
+        for voice in Voice::ALL {
+            if mask.is_free(step, voice) {
+                only_known.set(step, voice, Token::Rest);
+            }
+        }
+    }
+    only_known.normalize();
+    only_known
 }
 
 fn correlation(a: &[f64], b: &[f64]) -> f64 {

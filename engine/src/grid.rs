@@ -287,7 +287,8 @@ impl Score {
     /// every other step known to end no phrase. Spans are clipped to the
     /// score, sorted and merged where they touch.
     pub fn set_fermatas(&mut self, spans: Vec<Range<usize>>) {
-        self.set_phrasing(vec![0..self.len()], spans);
+        let whole = std::iter::once(0..self.len()).collect();
+        self.set_phrasing(whole, spans);
     }
 
     /// Phrase ends known only over `known`; fermatas outside it are dropped.

@@ -252,26 +252,58 @@ impl Voicing {
     }
 
     /// The chord prior's cost ([`ChordCosts`]) of the beats in the span of
-    /// (`step`, `voice`) if it held `token` (`fermatas`: per step, whether
-    /// it lies under one). As for [`Voicing::local_energy`], only
-    /// differences between tokens mean anything.
+    /// (`step`, `voice`) if it held `token`, and of the root motion into
+    /// and out of them (`fermatas`: per step, whether it lies under one;
+    /// `ending`: the steps of the piece's last chord and the tonic it
+    /// should have). As for [`Voicing::local_energy`], only differences
+    /// between tokens mean anything.
     pub(crate) fn chord_cost(
         &self,
-        step: usize,
-        voice: Voice,
-        token: Token,
+        (step, voice, token): (usize, Voice, Token),
         costs: &ChordCosts,
         fermatas: &[bool],
+        ending: Option<&(std::ops::Range<usize>, u8)>,
     ) -> f32 {
         let pitch = self.sounds_as(step, voice, token);
-        let mut cost = 0.0;
-        for s in self
-            .span(step, voice)
-            .filter(|s| s % STEPS_PER_QUARTER == 0)
-        {
+        let span = self.span(step, voice);
+        let row_at = |s: usize| {
             let mut row = self.sounding[s];
-            row[voice.index()] = pitch;
-            cost += costs.of(&row, fermatas.get(s).copied().unwrap_or(false));
+            if span.contains(&s) {
+                row[voice.index()] = pitch;
+            }
+            row
+        };
+        let mut cost = 0.0;
+        let mut last_beat = None;
+        let fermata = |s: usize| fermatas.get(s).copied().unwrap_or(false);
+        for s in span.clone() {
+            // A phrase's last chord is heard at the fermata's last step too,
+            // where a voice moving after the beat would otherwise escape.
+            if s % STEPS_PER_QUARTER != 0 {
+                if fermata(s) && !fermata(s + 1) {
+                    cost += costs.of(&row_at(s), true);
+                }
+                continue;
+            }
+            let row = row_at(s);
+            cost += costs.of(&row, fermata(s));
+            if s >= STEPS_PER_QUARTER {
+                cost += costs.motion(&row_at(s - STEPS_PER_QUARTER), &row);
+            }
+            last_beat = Some(s);
+        }
+        // The piece's last chord: on its beats and on its very last step,
+        // where a note moving after the last beat would otherwise escape.
+        if let Some((steps, tonic)) = ending {
+            let last = steps.end.saturating_sub(1);
+            for s in span.clone().filter(|s| steps.contains(s)) {
+                if s % STEPS_PER_QUARTER == 0 || s == last {
+                    cost += costs.ending(&row_at(s), *tonic);
+                }
+            }
+        }
+        if let Some(b) = last_beat.filter(|b| b + STEPS_PER_QUARTER < self.sounding.len()) {
+            cost += costs.motion(&row_at(b), &row_at(b + STEPS_PER_QUARTER));
         }
         cost
     }
@@ -465,6 +497,52 @@ mod tests {
                                 "step {step} {voice}: {a:?} → {b:?}: {local} vs {whole}"
                             );
                         }
+                    }
+                }
+            }
+        }
+        // The chord prior's too: the beats, the root motion between them,
+        // and a fermata whose last step falls off the beat.
+        let mut phrased = score.clone();
+        phrased.set_fermatas(vec![8..14]);
+        let prior = crate::harmony::ChordPrior::learn(&[chorale(&[
+            [72, 67, 64, 48],
+            [74, 67, 62, 43],
+            [72, 64, 57, 45],
+            [71, 67, 62, 43],
+        ])]);
+        let costs = prior.table();
+        let fermatas: Vec<bool> = (0..len).map(|s| phrased.is_fermata(s)).collect();
+        let chord_voicing = Voicing::new(phrased.clone());
+        for step in [4, 8, 9, 12, 13] {
+            for voice in Voice::ALL {
+                let tokens = [
+                    phrased.get(step, voice),
+                    Token::Pitch(55),
+                    Token::Pitch(64),
+                    Token::Pitch(67),
+                    Token::Hold,
+                    Token::Rest,
+                ];
+                for a in tokens {
+                    for b in tokens {
+                        let local =
+                            chord_voicing.chord_cost((step, voice, b), &costs, &fermatas, None)
+                                - chord_voicing.chord_cost(
+                                    (step, voice, a),
+                                    &costs,
+                                    &fermatas,
+                                    None,
+                                );
+                        let mut sa = phrased.clone();
+                        sa.set(step, voice, a);
+                        let mut sb = phrased.clone();
+                        sb.set(step, voice, b);
+                        let whole = costs.energy(&sb) - costs.energy(&sa);
+                        assert!(
+                            (local - whole).abs() < 1e-4,
+                            "chords, step {step} {voice}: {a:?} → {b:?}: {local} vs {whole}"
+                        );
                     }
                 }
             }

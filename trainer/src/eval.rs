@@ -36,6 +36,7 @@ use serde::Serialize;
 use crate::data::Corpus;
 use crate::deepbach::sample::compose as deepbach_compose;
 use crate::deepbach::DeepBach;
+use crate::judge;
 use crate::plots;
 use crate::train::BatchMaker;
 
@@ -157,12 +158,13 @@ pub fn tally(output: &Score, problem: &Problem, reference: Option<&Score>) -> Ta
 }
 
 /// The chords `output` sounds where `problem` had free cells, in `key`:
-/// its beats, its phrase ends (the problem's fermatas inside the free
+/// its beats, its phrase ends (the `fermatas` — Bach's — inside the free
 /// stretches) and, with `ending`, its last chord.
 pub fn harmony_tally(
     output: &Score,
     problem: &Problem,
     key: Option<Key>,
+    fermatas: &[std::ops::Range<usize>],
     ending: bool,
 ) -> HarmonyTally {
     HarmonyTally::measure(
@@ -170,7 +172,7 @@ pub fn harmony_tally(
         &problem.mask.free_spans(),
         Some(&problem.mask),
         key,
-        problem.score.fermatas(),
+        fermatas,
         ending,
     )
 }
@@ -224,6 +226,11 @@ pub struct TaskReport {
     /// Pieces too short for the task (continue: under 8 bars), left out.
     pub skipped: usize,
     pub systems: BTreeMap<System, Summary>,
+    /// The learned judge ([`judge`]) telling each system's segments from
+    /// Bach's on the same bars: cross-validated AUC (0.5 = it cannot).
+    pub judge: BTreeMap<System, judge::Verdict>,
+    /// The same judge on Bach against Bach (two halves of the pieces).
+    pub judge_control: Option<judge::Verdict>,
     /// Seconds spent per piece by each sampler.
     pub seconds_per_piece: BTreeMap<System, f64>,
 }
@@ -297,6 +304,10 @@ pub struct SettingsRecord {
     pub chord_weight: f32,
     /// Langevin's temperature where the chords settle (none: `temperature`).
     pub settle_temperature: Option<f32>,
+    /// What the systems were told of the phrase ends.
+    pub phrases: PhraseSource,
+    /// Continuations were asked to end on a cadence.
+    pub cadence: bool,
     /// The character pad's position (neutral: the model's own style).
     pub character: cantor_engine::Character,
     pub network_evals: usize,
@@ -325,6 +336,12 @@ pub struct EvalOptions {
     pub nll_crops: usize,
     /// Write piano-roll PNGs here ([`write_plots`]).
     pub plots: Option<PathBuf>,
+    /// Write every output as MIDI here (DIR/TASK/SYSTEM/NNN.mid).
+    pub write_midi: Option<PathBuf>,
+    /// What the systems are told of the phrase ends.
+    pub phrases: PhraseSource,
+    /// Continuations asked to end on a cadence.
+    pub cadence: bool,
     /// Which of Cantor's systems run beside Bach (Langevin, Gibbs, Baseline).
     pub systems: Vec<System>,
     /// The DeepBach peer, and the budgets (updates per free cell) it runs at.
@@ -427,6 +444,9 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
         tasks: &options.tasks,
         systems: &systems,
         seeds: options.seeds,
+        midi: options.write_midi.as_deref(),
+        phrases: options.phrases,
+        cadence: options.cadence,
     };
     if options.character {
         let sweep = crate::sweep::run(&evaluation, s)?;
@@ -501,6 +521,8 @@ pub fn run(options: EvalOptions) -> Result<Option<EvalReport>> {
                 0.0
             },
             settle_temperature: s.settle_temperature,
+            phrases: options.phrases,
+            cadence: options.cadence,
             character: s.character,
             network_evals: s.network_evals(),
             seed: s.seed,
@@ -533,6 +555,39 @@ pub struct Evaluation<'a> {
     /// Runs of each sampler per piece, seeds `settings.seed`,
     /// `settings.seed + 1`, …, their music pooled (Bach's counted once).
     pub seeds: u64,
+    /// Where to write every output as MIDI (the first seed's).
+    pub midi: Option<&'a Path>,
+    /// What the systems are told of the phrase ends.
+    pub phrases: PhraseSource,
+    /// Ask each continuation to end on a cadence (`cantor continue
+    /// --cadence`).
+    pub cadence: bool,
+}
+
+/// What an evaluation tells the systems of each piece's phrase ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PhraseSource {
+    /// Bach's fermatas, as a MusicXML file marks them.
+    Given,
+    /// Inferred from the melody, as for a plain MIDI file.
+    Inferred,
+    /// None: the phrase ends unknown.
+    Unknown,
+}
+
+impl PhraseSource {
+    fn apply(self, piece: &mut Score) -> Result<()> {
+        match self {
+            PhraseSource::Given => {}
+            PhraseSource::Inferred => {
+                piece.clear_phrasing();
+                cantor_engine::phrases::Phrasing::Auto.apply(piece, Voice::Soprano)?;
+            }
+            PhraseSource::Unknown => piece.clear_phrasing(),
+        }
+        Ok(())
+    }
 }
 
 impl Evaluation<'_> {
@@ -547,16 +602,35 @@ impl Evaluation<'_> {
             tasks,
             systems,
             seeds,
+            midi,
+            phrases,
+            cadence,
         } = *self;
         let mut reports = BTreeMap::new();
         for task in tasks {
             let mut tallies: BTreeMap<System, Tally> = BTreeMap::new();
             let mut seconds: BTreeMap<System, f64> = BTreeMap::new();
+            let mut segments: BTreeMap<System, Vec<judge::Segment>> = BTreeMap::new();
             let (mut solved, mut skipped) = (0usize, 0usize);
-            for (index, piece) in pieces.iter().enumerate() {
-                let Some((problem, reference)) = task_problem(*task, piece, index)? else {
+            for (index, marked) in pieces.iter().enumerate() {
+                // What the systems are told of the phrase ends; the chords
+                // at Bach's fermatas are judged whatever they were told.
+                let mut piece = marked.clone();
+                phrases.apply(&mut piece)?;
+                let Some((mut problem, reference)) = task_problem(*task, &piece, index)? else {
                     skipped += 1;
                     continue;
+                };
+                if *task == Task::Continue && cadence {
+                    let from = problem.mask.free_spans().first().map_or(0, |s| s.start);
+                    cantor_engine::phrases::end_on_cadence(&mut problem.score, from);
+                }
+                // A continuation's new bars were told of no phrase end
+                // (unless it is asked to cadence): their chords at Bach's
+                // fermatas are not a fair question.
+                let fermatas = match task {
+                    Task::Continue => &[][..],
+                    _ => marked.fermatas(),
                 };
                 solved += 1;
                 for &system in systems {
@@ -575,12 +649,31 @@ impl Evaluation<'_> {
                         let compare = (system != System::Bach).then_some(&reference);
                         let entry = tallies.entry(system).or_default();
                         entry.add(&tally(&out, &problem, compare));
+                        let key = keys.get(index).copied().flatten();
                         entry.harmony.add(&harmony_tally(
                             &out,
                             &problem,
-                            keys.get(index).copied().flatten(),
+                            key,
+                            fermatas,
                             *task != Task::Infill,
                         ));
+                        segments.entry(system).or_default().extend(judge::segments(
+                            &out,
+                            &problem.mask.free_spans(),
+                            index,
+                            key,
+                        ));
+                        if let (Some(dir), 0) = (midi, run) {
+                            let dir = dir
+                                .join(format!("{task:?}").to_lowercase())
+                                .join(system.key());
+                            std::fs::create_dir_all(&dir)
+                                .with_context(|| format!("{}", dir.display()))?;
+                            cantor_engine::io::write_midi(
+                                &out,
+                                &dir.join(format!("{index:03}.mid")),
+                            )?;
+                        }
                         if *task == Task::Continue {
                             entry.add(&continuation_tally(&out, &problem));
                         }
@@ -590,6 +683,15 @@ impl Evaluation<'_> {
             }
             eprintln!();
             let bach = tallies.get(&System::Bach).cloned().unwrap_or_default();
+            let bach_segments = segments.get(&System::Bach).cloned().unwrap_or_default();
+            let judged = segments
+                .iter()
+                .filter(|(s, _)| **s != System::Bach)
+                .filter_map(|(s, seg)| {
+                    Some((*s, judge::judge(&bach_segments, seg, settings.seed)?))
+                })
+                .collect();
+            let judge_control = judge::control(&bach_segments, settings.seed);
             let systems = tallies
                 .iter()
                 .map(|(k, t)| (*k, t.summary(Some(&bach))))
@@ -605,6 +707,8 @@ impl Evaluation<'_> {
                     pieces: solved,
                     skipped,
                     systems,
+                    judge: judged,
+                    judge_control,
                     seconds_per_piece,
                 },
             );
@@ -952,7 +1056,7 @@ fn fmt(v: f64) -> String {
 /// The report as Markdown tables.
 pub fn markdown(report: &EvalReport) -> String {
     let mut md = format!(
-        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}, its degrees' weight {}, chord prior weight {}, settle temperature {}), {} network evaluations per piece for both Langevin and Gibbs; {}.\n",
+        "# Evaluation of `{}`\n\nData: `{}`, split **{}**. Samplers: {} levels × {} step(s) (step size {}, temperature {}, Langevin towards the denoiser's {:?}, voice-leading rules weight {}, line model weight {}, home key weight {}, its degrees' weight {}, chord prior weight {}, settle temperature {}), {} network evaluations per piece for both Langevin and Gibbs; the phrase ends {}; {}.\n",
         report.model,
         report.data,
         report.split,
@@ -970,6 +1074,11 @@ pub fn markdown(report: &EvalReport) -> String {
             .settle_temperature
             .map_or("as the temperature".to_string(), |t| t.to_string()),
         report.settings.network_evals,
+        match report.settings.phrases {
+            PhraseSource::Given => "given (the data's fermatas)",
+            PhraseSource::Inferred => "inferred from the melody",
+            PhraseSource::Unknown => "unknown",
+        },
         seeds_text(report.settings.seed, report.settings.seeds)
     );
     for (task, t) in &report.tasks {
@@ -1151,6 +1260,7 @@ pub fn markdown(report: &EvalReport) -> String {
             md += &format!("| {name} | {} |\n", cells.join(" | "));
         }
         md += &chord_tables(t, &columns);
+        md += &judge_line(t);
         let secs: Vec<String> = t
             .seconds_per_piece
             .iter()
@@ -1270,6 +1380,34 @@ fn chord_tables(t: &TaskReport, columns: &[System]) -> String {
     }) + &table("chord at a phrase end (share of fermatas)", &|s| {
         &s.harmony.fermata_degrees
     })
+}
+
+/// The learned judge's verdicts, each system's beside Bach against Bach.
+fn judge_line(t: &TaskReport) -> String {
+    if t.judge.is_empty() {
+        return String::new();
+    }
+    let verdict = |v: &judge::Verdict| {
+        format!(
+            "AUC {:.3} ± {:.3} ({} / {} two-bar segments)",
+            v.auc, v.auc_spread, v.segments[0], v.segments[1]
+        )
+    };
+    let systems: Vec<String> = t
+        .judge
+        .iter()
+        .map(|(s, v)| format!("{s} {}", verdict(v)))
+        .collect();
+    let control = t
+        .judge_control
+        .as_ref()
+        .map_or("too few segments".to_string(), verdict);
+    format!(
+        "\nLearned judge (logistic regression on each two-bar segment's chords, bass degrees, root motion and voice motion, {}-fold cross-validated by piece; 0.5 = it cannot tell the system from Bach): {}; Bach against Bach {}.\n",
+        judge::FOLDS,
+        systems.join("; "),
+        control
+    )
 }
 
 fn initial(voice: Voice) -> &'static str {

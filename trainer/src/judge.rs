@@ -15,9 +15,6 @@
 //! runs the same test Bach against Bach; its AUC is what "indistinguishable"
 //! looks like at this sample size and should be read beside the verdict.
 
-// `trainer eval` wires the judge in; until then it is only exercised by its tests.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 

@@ -36,7 +36,7 @@ enum Command {
     /// Train a score network (checkpoints beside --out; --resume continues).
     Train(TrainArgs),
     /// Metrics of the model, the Gibbs sampler and a baseline against Bach.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Sampler speed against quality across settings.
     Bench(BenchArgs),
     /// Train the DeepBach peer (four voice networks; checkpoints beside
@@ -245,6 +245,21 @@ struct EvalArgs {
     /// budget with --deepbach) of the first pieces here.
     #[arg(long)]
     plots: Option<PathBuf>,
+    /// Write every system's output for every piece and task as MIDI here
+    /// (DIR/TASK/SYSTEM/NNN.mid; the first seed's), to listen to them and
+    /// score them elsewhere.
+    #[arg(long)]
+    write_midi: Option<PathBuf>,
+    /// What the systems are told of the phrase ends: `given` (the data's
+    /// fermatas, as a MusicXML file marks them), `inferred` (from the
+    /// melody, as for a plain MIDI file) or `unknown`. The chords at
+    /// Bach's fermatas are judged either way.
+    #[arg(long, value_enum, default_value_t = eval::PhraseSource::Given)]
+    phrases: eval::PhraseSource,
+    /// Ask each continuation to end on a cadence, as `cantor continue
+    /// --cadence` does.
+    #[arg(long)]
+    cadence: bool,
     /// Cantor's systems to run beside Bach.
     #[arg(long, value_delimiter = ',', default_values = ["langevin", "gibbs", "baseline"], value_parser = parse_system)]
     systems: Vec<eval::System>,
@@ -486,6 +501,9 @@ fn main() -> ExitCode {
                 nll_orderings: a.nll_orderings,
                 nll_crops: a.nll_crops,
                 plots: a.plots,
+                write_midi: a.write_midi,
+                phrases: a.phrases,
+                cadence: a.cadence,
                 systems: a.systems,
                 deepbach: a.deepbach,
                 deepbach_budgets: a.deepbach_budgets,
