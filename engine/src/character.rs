@@ -57,6 +57,10 @@ pub const BUSY_NATS: f32 = 0.95;
 /// not a fidget of sixteenths. Calm charges every change alike.
 pub const BUSY_OFFBEAT_SHARE: f32 = 0.25;
 
+/// How much the plain side tightens the chord prior per unit of (negative)
+/// tension ([`Character::chord_prior_scale`]): ×3 at −1.
+pub const PLAIN_CHORD_PRIOR: f32 = 2.0;
+
 /// How much the weight of the rules on the voices' lines (parallels,
 /// crossings, spacing, leaps) grows at activity +1 and at tension −1 (by
 /// 1 + BUSY_RULES · activity and 1 + PLAIN_RULES · −tension, so ×1.5 at
@@ -143,9 +147,15 @@ impl Character {
     /// prior holds the chords to Bach's vocabulary, which the tense side
     /// asks to leave (more sevenths and suspensions than his), so it lets
     /// go as the tension rises (none at 1); the plain side holds it
-    /// tighter (twice at −1), towards his commonest chords.
+    /// tighter (three times at −1), towards his commonest chords — at the
+    /// centre the prior already brings the share of beats that are no
+    /// plain triad to about Bach's, so plain needs more than its own triad
+    /// energy to go below it.
     pub fn chord_prior_scale(&self) -> f32 {
-        (1.0 - self.tension).clamp(0.0, 2.0)
+        match self.tension >= 0.0 {
+            true => 1.0 - self.tension.min(1.0),
+            false => 1.0 - PLAIN_CHORD_PRIOR * self.tension.max(-1.0),
+        }
     }
 
     /// Energy of one pitch change in a voice's line at `step`.

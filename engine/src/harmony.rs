@@ -808,6 +808,24 @@ mod tests {
         pitches.map(Some)
     }
 
+    /// One four-voice chord (soprano first) per quarter note.
+    fn quarter_chords(rows: &[[u8; 4]]) -> Score {
+        let notes: Vec<Note> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                Voice::ALL.map(|voice| Note {
+                    voice,
+                    pitch: c[voice.index()],
+                    start: i * STEPS_PER_QUARTER,
+                    length: STEPS_PER_QUARTER,
+                    velocity: 80,
+                })
+            })
+            .collect();
+        Score::from_notes(rows.len() * STEPS_PER_QUARTER, &notes)
+    }
+
     #[test]
     fn chords_are_named_by_quality_and_bass() {
         // C major: root position, first inversion, six-four.
@@ -842,19 +860,7 @@ mod tests {
     #[test]
     fn the_chord_prior_prices_what_the_pieces_seldom_sound() {
         let chords = |rows: &[[u8; 4]], fermata_last: bool| {
-            let mut notes = Vec::new();
-            for (i, c) in rows.iter().enumerate() {
-                for (v, p) in c.iter().enumerate() {
-                    notes.push(Note {
-                        voice: Voice::from_index(v),
-                        pitch: *p,
-                        start: i * 4,
-                        length: 4,
-                        velocity: 80,
-                    });
-                }
-            }
-            let mut score = Score::from_notes(rows.len() * 4, &notes);
+            let mut score = quarter_chords(rows);
             if fermata_last {
                 score.set_fermatas(vec![(rows.len() - 1) * 4..rows.len() * 4]);
             }
@@ -917,19 +923,7 @@ mod tests {
             [74, 69, 66, 50],
             [72, 67, 64, 48],
         ];
-        let mut notes = Vec::new();
-        for (i, c) in chords.iter().enumerate() {
-            for (v, p) in c.iter().enumerate() {
-                notes.push(Note {
-                    voice: Voice::from_index(v),
-                    pitch: *p,
-                    start: i * 4,
-                    length: 4,
-                    velocity: 80,
-                });
-            }
-        }
-        let mut score = Score::from_notes(16, &notes);
+        let mut score = quarter_chords(&chords);
         score.set_fermatas(vec![12..16]);
         let key = Key {
             tonic: 0,
