@@ -169,6 +169,25 @@ impl Score {
         score
     }
 
+    /// Four-voice chords (soprano first), each held `steps_each` steps, one
+    /// after another, at the default velocity.
+    pub fn from_chords(rows: &[[u8; VOICES]], steps_each: usize) -> Score {
+        let notes: Vec<Note> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, row)| {
+                Voice::ALL.map(|voice| Note {
+                    voice,
+                    pitch: row[voice.index()],
+                    start: i * steps_each,
+                    length: steps_each,
+                    velocity: DEFAULT_VELOCITY,
+                })
+            })
+            .collect();
+        Score::from_notes(rows.len() * steps_each, &notes)
+    }
+
     /// A one-voice line: `pitches` as notes of `steps_each` steps, one after
     /// another, at the default velocity.
     pub fn from_pitches(voice: Voice, pitches: &[u8], steps_each: usize) -> Score {

@@ -802,7 +802,6 @@ fn map_overlap(a: &BTreeMap<String, usize>, b: &BTreeMap<String, usize>) -> Opti
 mod tests {
     use super::*;
     use crate::constraints::Scale;
-    use crate::grid::{Note, Voice};
 
     fn row(pitches: [u8; 4]) -> [Option<u8>; VOICES] {
         pitches.map(Some)
@@ -810,20 +809,7 @@ mod tests {
 
     /// One four-voice chord (soprano first) per quarter note.
     fn quarter_chords(rows: &[[u8; 4]]) -> Score {
-        let notes: Vec<Note> = rows
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| {
-                Voice::ALL.map(|voice| Note {
-                    voice,
-                    pitch: c[voice.index()],
-                    start: i * STEPS_PER_QUARTER,
-                    length: STEPS_PER_QUARTER,
-                    velocity: 80,
-                })
-            })
-            .collect();
-        Score::from_notes(rows.len() * STEPS_PER_QUARTER, &notes)
+        Score::from_chords(rows, STEPS_PER_QUARTER)
     }
 
     #[test]

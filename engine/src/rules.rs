@@ -362,23 +362,9 @@ pub fn energy(score: &Score) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::Note;
 
     fn chorale(rows: &[[u8; 4]]) -> Score {
-        let notes: Vec<Note> = rows
-            .iter()
-            .enumerate()
-            .flat_map(|(i, row)| {
-                Voice::ALL.map(|voice| Note {
-                    voice,
-                    pitch: row[voice.index()],
-                    start: i * STEPS_PER_QUARTER,
-                    length: STEPS_PER_QUARTER,
-                    velocity: 80,
-                })
-            })
-            .collect();
-        Score::from_notes(rows.len() * STEPS_PER_QUARTER, &notes)
+        Score::from_chords(rows, STEPS_PER_QUARTER)
     }
 
     #[test]

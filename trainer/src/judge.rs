@@ -722,7 +722,6 @@ fn spread(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cantor_engine::grid::{Note, Voice, DEFAULT_VELOCITY};
     use rand::Rng;
     use rand_distr::StandardNormal;
 
@@ -830,23 +829,7 @@ mod tests {
     }
 
     fn chords(rows: &[[u8; 4]], steps_each: usize) -> Score {
-        let notes: Vec<Note> = rows
-            .iter()
-            .enumerate()
-            .flat_map(|(i, row)| {
-                Voice::ALL
-                    .into_iter()
-                    .zip(row)
-                    .map(move |(voice, pitch)| Note {
-                        voice,
-                        pitch: *pitch,
-                        start: i * steps_each,
-                        length: steps_each,
-                        velocity: DEFAULT_VELOCITY,
-                    })
-            })
-            .collect();
-        Score::from_notes(rows.len() * steps_each, &notes)
+        Score::from_chords(rows, steps_each)
     }
 
     #[test]
